@@ -1,0 +1,27 @@
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import ForeignKey, Index, String
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.orm import Mapped, mapped_column
+
+from core.enums import AuthorType
+from core.models_base import Base, created_at, pg_enum, uuid_pk
+
+
+class TicketAuditLog(Base):
+    __tablename__ = "ticket_audit_logs"
+    __table_args__ = (Index("ix_ticket_audit_logs_ticket_id_created_at", "ticket_id", "created_at"),)
+
+    id: Mapped[uuid.UUID] = uuid_pk()
+    ticket_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("tickets.id", ondelete="CASCADE"))
+    actor_type: Mapped[AuthorType] = mapped_column(pg_enum(AuthorType, "author_type"))
+    actor_id: Mapped[uuid.UUID | None]
+    action: Mapped[str] = mapped_column(String(64))
+    # {"field": {"from": old, "to": new}, ...}
+    changes: Mapped[dict[str, Any]] = mapped_column(JSONB, default=dict, server_default="{}")
+    via: Mapped[str | None] = mapped_column(String(32))
+    created_at: Mapped[datetime] = created_at()

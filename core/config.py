@@ -1,0 +1,107 @@
+"""The one settings object every role reads (env `HELPDESK_*`, optional `helpdesk.toml`)."""
+
+from __future__ import annotations
+
+from functools import cached_property
+from pathlib import Path
+from typing import Annotated, Any
+
+from pydantic import Field, field_validator
+from pydantic_settings import (
+    BaseSettings,
+    NoDecode,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+ROLES = ("smtp", "api", "worker", "scheduler")
+
+
+def parse_support_addresses(raw: str) -> dict[str, str]:
+    """`a@x=Group A, b@x=Group B` -> {"a@x": "Group A", ...}; addresses lower-cased."""
+    result: dict[str, str] = {}
+    for item in raw.split(","):
+        item = item.strip()
+        if not item:
+            continue
+        address, sep, group = item.partition("=")
+        address = address.strip().lower()
+        if "@" not in address or address.startswith("@") or address.endswith("@"):
+            raise ValueError(f"not an email address: {address!r}")
+        result[address] = (group.strip() if sep else "") or "Support"
+    if not result:
+        raise ValueError("at least one support address is required")
+    return result
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="HELPDESK_", toml_file="helpdesk.toml", extra="ignore"
+    )
+
+    data_dir: Path = Path("./var")
+    database_url: str | None = None
+    support_addresses: str = "support@example.com=Support"
+
+    smtp_host: str = "127.0.0.1"
+    smtp_port: int = 2525
+    smtp_hostname: str = "helpdesk.localhost"
+    max_message_bytes: int = 26_214_400
+    max_recipients: int = Field(default=50, ge=1)
+    max_connections: int = Field(default=200, ge=1)
+    smtp_drain_seconds: float = 10.0
+
+    http_host: str = "127.0.0.1"
+    http_port: int = 8080
+    public_url: str | None = None
+
+    roles: Annotated[tuple[str, ...], NoDecode] = ROLES
+    ingest_workers: int = Field(default=4, ge=1, le=64)
+    ingest_max_attempts: int = Field(default=5, ge=1)
+    ingest_poll_seconds: float = 1.0
+    db_pool_size: int = Field(default=10, ge=1)
+
+    kafka_bootstrap: str | None = None
+    meili_url: str | None = None
+    meili_key: str | None = None
+    smtp_relay: str | None = None
+
+    @field_validator("support_addresses")
+    @classmethod
+    def _check_addresses(cls, value: str) -> str:
+        parse_support_addresses(value)
+        return value
+
+    @field_validator("roles", mode="before")
+    @classmethod
+    def _split_roles(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            value = [r.strip() for r in value.split(",") if r.strip()]
+        unknown = set(value) - set(ROLES)
+        if unknown:
+            raise ValueError(f"unknown roles: {', '.join(sorted(unknown))}")
+        return tuple(value)
+
+    @cached_property
+    def support_mailboxes(self) -> dict[str, str]:
+        return parse_support_addresses(self.support_addresses)
+
+    @property
+    def attachments_dir(self) -> Path:
+        return self.data_dir / "attachments"
+
+    @property
+    def base_url(self) -> str:
+        return self.public_url or f"http://{self.http_host}:{self.http_port}"
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (init_settings, env_settings, TomlConfigSettingsSource(settings_cls))

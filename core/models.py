@@ -1,0 +1,28 @@
+"""Imports every model so `Base.metadata` knows the whole schema (alembic, tests)."""
+
+from core.agents.models import Agent, ApiToken
+from core.audit.models import TicketAuditLog
+from core.customers.models import Customer
+from core.events import OutboundDelivery, OutboxEvent
+from core.groups.models import Group, group_members
+from core.ingest.models import InboundMessage
+from core.macros.models import Macro
+from core.models_base import Base
+from core.organizations.models import Organization
+from core.sla.models import SlaPolicy
+from core.tickets.models import (
+    MessageId,
+    Tag,
+    Ticket,
+    TicketAttachment,
+    TicketComment,
+    ticket_followers,
+)
+from core.triggers.models import Trigger
+
+__all__ = [
+    "Agent", "ApiToken", "Base", "Customer", "Group", "InboundMessage", "Macro", "MessageId",
+    "Organization", "OutboundDelivery", "OutboxEvent", "SlaPolicy", "Tag", "Ticket",
+    "TicketAttachment", "TicketAuditLog", "TicketComment", "Trigger", "group_members",
+    "ticket_followers",
+]

@@ -1,0 +1,153 @@
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    Sequence,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+    text,
+)
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB
+from sqlalchemy.orm import Mapped, mapped_column
+
+from core.enums import (
+    AuthorType,
+    Channel,
+    MessageDirection,
+    TicketPriority,
+    TicketStatus,
+    TicketType,
+    Visibility,
+)
+from core.models_base import Base, created_at, pg_enum, updated_at, uuid_pk
+
+ticket_number_seq = Sequence("ticket_number_seq", metadata=Base.metadata)
+
+
+class Ticket(Base):
+    __tablename__ = "tickets"
+    __table_args__ = (
+        # keyset pagination and the common filters
+        Index("ix_tickets_created_at_id", "created_at", "id"),
+        Index("ix_tickets_status_created_at_id", "status", "created_at", "id"),
+        Index("ix_tickets_tags", "tags", postgresql_using="gin"),
+    )
+
+    id: Mapped[uuid.UUID] = uuid_pk()
+    number: Mapped[int] = mapped_column(
+        BigInteger, ticket_number_seq, server_default=ticket_number_seq.next_value(), unique=True
+    )
+    external_id: Mapped[str | None] = mapped_column(String(255), index=True)
+    subject: Mapped[str] = mapped_column(Text, default="")
+    description: Mapped[str] = mapped_column(Text, default="")
+    status: Mapped[TicketStatus] = mapped_column(
+        pg_enum(TicketStatus, "ticket_status"), default=TicketStatus.new
+    )
+    priority: Mapped[TicketPriority] = mapped_column(
+        pg_enum(TicketPriority, "ticket_priority"), default=TicketPriority.normal
+    )
+    type: Mapped[TicketType | None] = mapped_column(pg_enum(TicketType, "ticket_type"))
+    channel: Mapped[Channel] = mapped_column(pg_enum(Channel, "ticket_channel"))
+    requester_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("customers.id"), index=True)
+    assignee_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("agents.id"), index=True)
+    group_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("groups.id"), index=True)
+    organization_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("organizations.id"), index=True
+    )
+    tags: Mapped[list[str]] = mapped_column(ARRAY(Text), default=list, server_default="{}")
+    custom_fields: Mapped[dict[str, Any]] = mapped_column(JSONB, default=dict, server_default="{}")
+    sla_breach_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    first_response_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    solved_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    merged_into_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("tickets.id"))
+    follow_up_of_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("tickets.id"))
+    deleted_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    created_at: Mapped[datetime] = created_at()
+    updated_at: Mapped[datetime] = updated_at()
+
+
+class TicketComment(Base):
+    __tablename__ = "ticket_comments"
+    __table_args__ = (Index("ix_ticket_comments_ticket_id_created_at", "ticket_id", "created_at"),)
+
+    id: Mapped[uuid.UUID] = uuid_pk()
+    ticket_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("tickets.id", ondelete="CASCADE"))
+    author_type: Mapped[AuthorType] = mapped_column(pg_enum(AuthorType, "author_type"))
+    author_customer_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("customers.id"))
+    author_agent_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("agents.id"))
+    visibility: Mapped[Visibility] = mapped_column(
+        pg_enum(Visibility, "comment_visibility"), default=Visibility.public
+    )
+    body: Mapped[str] = mapped_column(Text, default="")
+    html_body: Mapped[str | None] = mapped_column(Text)
+    inbound_message_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("inbound_messages.id", use_alter=True)
+    )
+    created_at: Mapped[datetime] = created_at()
+
+
+class TicketAttachment(Base):
+    __tablename__ = "ticket_attachments"
+
+    id: Mapped[uuid.UUID] = uuid_pk()
+    ticket_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("tickets.id", ondelete="CASCADE"), index=True
+    )
+    comment_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("ticket_comments.id", ondelete="CASCADE"), index=True
+    )
+    filename: Mapped[str] = mapped_column(String(255))
+    content_type: Mapped[str] = mapped_column(String(255))
+    size: Mapped[int] = mapped_column(BigInteger)
+    sha256: Mapped[str] = mapped_column(String(64))
+    content_id: Mapped[str | None] = mapped_column(String(998))
+    inline: Mapped[bool] = mapped_column(default=False, server_default="false")
+    created_at: Mapped[datetime] = created_at()
+
+
+ticket_followers = Table(
+    "ticket_followers",
+    Base.metadata,
+    Column("ticket_id", ForeignKey("tickets.id", ondelete="CASCADE"), primary_key=True),
+    Column("customer_id", ForeignKey("customers.id", ondelete="CASCADE"), primary_key=True),
+    Column("created_at", DateTime(timezone=True), server_default=text("now()"), nullable=False),
+)
+
+
+class Tag(Base):
+    """The catalogue of tag names; tickets carry theirs in `tickets.tags`."""
+
+    __tablename__ = "tags"
+
+    name: Mapped[str] = mapped_column(String(80), primary_key=True)
+    usage_count: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    created_at: Mapped[datetime] = created_at()
+
+
+class MessageId(Base):
+    """Every Message-ID a ticket sent or received: replies are threaded by these."""
+
+    __tablename__ = "message_ids"
+    __table_args__ = (UniqueConstraint("message_id", "ticket_id", name="uq_message_ids_message_ticket"),)
+
+    id: Mapped[uuid.UUID] = uuid_pk()
+    message_id: Mapped[str] = mapped_column(Text, index=True)
+    ticket_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("tickets.id", ondelete="CASCADE"))
+    comment_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("ticket_comments.id", ondelete="SET NULL")
+    )
+    direction: Mapped[MessageDirection] = mapped_column(
+        pg_enum(MessageDirection, "message_direction")
+    )
+    created_at: Mapped[datetime] = created_at()
