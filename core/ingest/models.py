@@ -49,5 +49,7 @@ class InboundMessage(Base):
     comment_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("ticket_comments.id"))
     duplicate_of_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("inbound_messages.id"))
     attempts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    # after a failure of ours, the runner leaves the row alone until then (backoff)
+    retry_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     last_error: Mapped[str | None] = mapped_column(Text)
     processed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))

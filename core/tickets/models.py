@@ -43,6 +43,8 @@ class Ticket(Base):
         Index("ix_tickets_status_created_at_id", "status", "created_at", "id"),
         Index("ix_tickets_tags", "tags", postgresql_using="gin"),
     )
+    # number, created_at, updated_at come back from the INSERT itself (RETURNING)
+    __mapper_args__ = {"eager_defaults": True}
 
     id: Mapped[uuid.UUID] = uuid_pk()
     number: Mapped[int] = mapped_column(

@@ -256,6 +256,7 @@ def upgrade() -> None:
     sa.Column('comment_id', sa.Uuid(), nullable=True),
     sa.Column('duplicate_of_id', sa.Uuid(), nullable=True),
     sa.Column('attempts', sa.Integer(), server_default='0', nullable=False),
+    sa.Column('retry_at', sa.DateTime(timezone=True), nullable=True),
     sa.Column('last_error', sa.Text(), nullable=True),
     sa.Column('processed_at', sa.DateTime(timezone=True), nullable=True),
     sa.ForeignKeyConstraint(['comment_id'], ['ticket_comments.id'], name=op.f('fk_inbound_messages_comment_id_ticket_comments')),

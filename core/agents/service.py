@@ -1,0 +1,41 @@
+from __future__ import annotations
+
+import uuid
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from core.agents import tokens
+from core.agents.models import Agent
+from core.enums import AgentRole
+
+
+class AgentService:
+    async def by_email(self, session: AsyncSession, email: str) -> Agent | None:
+        return await session.scalar(select(Agent).where(Agent.email == email.strip().lower()))
+
+    async def create(
+        self, session: AsyncSession, *, email: str, name: str, role: AgentRole
+    ) -> Agent:
+        agent = Agent(id=uuid.uuid4(), email=email.strip().lower(), name=name, role=role, active=True)
+        session.add(agent)
+        await session.flush()
+        return agent
+
+    async def token_for(
+        self, session: AsyncSession, *, email: str, name: str | None, role: AgentRole
+    ) -> str:
+        """A new token for the agent with this email, created (with `role`) if unknown."""
+        agent = await self.by_email(session, email)
+        if agent is None:
+            agent = await self.create(session, email=email, name=name or email, role=role)
+        tokens_value = tokens.issue(session, agent=agent, name="cli")
+        await session.flush()
+        return tokens_value
+
+    async def any_admin(self, session: AsyncSession) -> bool:
+        found = await session.scalar(select(Agent.id).where(Agent.role == AgentRole.admin).limit(1))
+        return found is not None
+
+
+agent_service = AgentService()

@@ -1,0 +1,32 @@
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from core.audit.models import TicketAuditLog
+from core.enums import AuthorType
+
+
+class AuditService:
+    def record(
+        self,
+        session: AsyncSession,
+        *,
+        ticket_id: uuid.UUID,
+        actor_type: AuthorType,
+        actor_id: uuid.UUID | None,
+        action: str,
+        changes: dict[str, Any] | None = None,
+        via: str | None = None,
+    ) -> TicketAuditLog:
+        entry = TicketAuditLog(
+            id=uuid.uuid4(), ticket_id=ticket_id, actor_type=actor_type, actor_id=actor_id,
+            action=action, changes=changes or {}, via=via,
+        )
+        session.add(entry)
+        return entry
+
+
+audit_service = AuditService()

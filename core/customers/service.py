@@ -1,0 +1,36 @@
+from __future__ import annotations
+
+import uuid
+
+from sqlalchemy import select
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from core.customers.models import Customer
+from core.organizations.models import Organization
+
+
+class CustomerService:
+    async def get(self, session: AsyncSession, customer_id: uuid.UUID) -> Customer | None:
+        return await session.get(Customer, customer_id)
+
+    async def find_or_create(self, session: AsyncSession, *, email: str, name: str = "") -> Customer:
+        """Race-free: two messages from one new sender make one customer."""
+        email = email.strip().lower()
+        domain = email.rpartition("@")[2]
+        org_id = await session.scalar(
+            select(Organization.id).where(Organization.domains.any(domain)).limit(1)
+        )
+        await session.execute(
+            insert(Customer)
+            .values(id=uuid.uuid4(), email=email, name=name or "", organization_id=org_id)
+            .on_conflict_do_nothing(index_elements=[Customer.email])
+        )
+        customer = await session.scalar(select(Customer).where(Customer.email == email))
+        assert customer is not None
+        if name and not customer.name:
+            customer.name = name
+        return customer
+
+
+customer_service = CustomerService()

@@ -1,0 +1,116 @@
+"""Durable acceptance of raw messages: the row is committed before the caller may say 250.
+
+Concurrent submissions are grouped into one INSERT and one COMMIT (group commit), so the
+fsync each commit costs is shared by every message waiting in that batch.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from email.parser import BytesHeaderParser
+from email.policy import compat32
+
+from sqlalchemy import insert
+
+from core.db import Database
+from core.enums import InboundStatus
+from core.ingest.models import InboundMessage
+from core.mail.parse import normalize_message_id
+
+log = logging.getLogger(__name__)
+
+
+class IntakeUnavailable(Exception):
+    """The message was not stored; the sender should try again later."""
+
+
+@dataclass
+class Submission:
+    mail_from: str
+    rcpt_tos: list[str]
+    raw: bytes
+    source: str = "smtp"
+    peer: str | None = None
+    helo: str | None = None
+    id: uuid.UUID = field(default_factory=uuid.uuid4)
+
+    def row(self) -> dict[str, object]:
+        return {
+            "id": self.id, "source": self.source, "peer": self.peer, "helo": self.helo,
+            "mail_from": self.mail_from, "rcpt_tos": self.rcpt_tos, "raw": self.raw,
+            "size": len(self.raw), "sha256": hashlib.sha256(self.raw).hexdigest(),
+            "message_id": header_message_id(self.raw), "status": InboundStatus.pending,
+        }
+
+
+def header_message_id(raw: bytes) -> str | None:
+    """The Message-ID from the header block only: cheap enough for the SMTP hot path."""
+    try:
+        headers = BytesHeaderParser(policy=compat32).parsebytes(raw)
+        value = headers.get("Message-ID")
+        return normalize_message_id(str(value)) if value is not None else None
+    except Exception:
+        return None
+
+
+class Intake:
+    def __init__(
+        self, db: Database, *, on_commit: Callable[[], None] = lambda: None, max_batch: int = 200
+    ) -> None:
+        self.db = db
+        self.on_commit = on_commit
+        self.max_batch = max_batch
+        self._queue: asyncio.Queue[tuple[Submission, asyncio.Future[uuid.UUID]]] = asyncio.Queue()
+        self._task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        self._task = asyncio.create_task(self._write_loop())
+
+    async def stop(self) -> None:
+        """Write what is queued, then stop."""
+        if self._task is None:
+            return
+        await self._queue.join()
+        self._task.cancel()
+        await asyncio.gather(self._task, return_exceptions=True)
+        self._task = None
+
+    async def submit(self, submission: Submission) -> uuid.UUID:
+        """Returns once the message is committed; raises `IntakeUnavailable` otherwise."""
+        if self._task is None:
+            raise IntakeUnavailable("intake is not running")
+        future: asyncio.Future[uuid.UUID] = asyncio.get_running_loop().create_future()
+        await self._queue.put((submission, future))
+        return await future
+
+    async def _write_loop(self) -> None:
+        while True:
+            batch = [await self._queue.get()]
+            while len(batch) < self.max_batch and not self._queue.empty():
+                batch.append(self._queue.get_nowait())
+            try:
+                await self._write(batch)
+            finally:
+                for _ in batch:
+                    self._queue.task_done()
+
+    async def _write(self, batch: list[tuple[Submission, asyncio.Future[uuid.UUID]]]) -> None:
+        try:
+            rows = [submission.row() for submission, _ in batch]
+            async with self.db.unit_of_work() as session:
+                await session.execute(insert(InboundMessage), rows)
+        except Exception as exc:
+            log.error("could not store %d inbound message(s): %s", len(batch), exc)
+            for _, future in batch:
+                if not future.done():
+                    future.set_exception(IntakeUnavailable(str(exc)))
+            return
+        for submission, future in batch:
+            if not future.done():
+                future.set_result(submission.id)
+        self.on_commit()

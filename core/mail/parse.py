@@ -1,0 +1,220 @@
+"""Raw RFC 5322 bytes -> a `ParsedMail`; pure, no database. Sender faults raise `Unprocessable`."""
+
+from __future__ import annotations
+
+import email
+import re
+from dataclasses import dataclass, field
+from email import policy
+from email.message import EmailMessage, Message
+
+from core.mail.html import html_to_text, sanitize_html
+from core.mail.names import sanitize_filename
+
+MAX_SUBJECT = 998
+_MSGID_RE = re.compile(r"<([^<>\s]+)>")
+
+
+class Unprocessable(Exception):
+    """The message itself cannot become a ticket: quarantine it with this reason."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class Attachment:
+    filename: str
+    content_type: str
+    data: bytes
+    content_id: str | None = None
+    inline: bool = False
+
+
+@dataclass
+class ParsedMail:
+    message_id: str | None
+    from_name: str
+    from_address: str
+    subject: str
+    text: str
+    html: str | None
+    to: list[str] = field(default_factory=list)
+    cc: list[str] = field(default_factory=list)
+    in_reply_to: list[str] = field(default_factory=list)
+    references: list[str] = field(default_factory=list)
+    attachments: list[Attachment] = field(default_factory=list)
+    defects: list[str] = field(default_factory=list)
+
+
+def message_ids_in(value: str | None) -> list[str]:
+    """Every `<id>` in a header value, without the angle brackets."""
+    if not value:
+        return []
+    return _MSGID_RE.findall(str(value))
+
+
+def normalize_message_id(value: str | None) -> str | None:
+    if not value:
+        return None
+    found = message_ids_in(value)
+    candidate = found[0] if found else str(value).strip().strip("<>").strip()
+    return candidate[:990] or None
+
+
+def parse(raw: bytes) -> ParsedMail:
+    msg = email.message_from_bytes(raw, policy=policy.default)
+    assert isinstance(msg, EmailMessage)
+    name, address = _sender(msg)
+    text, html = _bodies(msg)
+    return ParsedMail(
+        message_id=normalize_message_id(_header(msg, "Message-ID")),
+        from_name=name,
+        from_address=address,
+        subject=_clean_subject(_header(msg, "Subject")),
+        text=text,
+        html=html,
+        to=_addresses(msg, "To"),
+        cc=_addresses(msg, "Cc"),
+        in_reply_to=message_ids_in(_header(msg, "In-Reply-To")),
+        references=message_ids_in(_header(msg, "References")),
+        attachments=list(_attachments(msg)),
+        defects=[type(d).__name__ for d in msg.defects],
+    )
+
+
+def _header(msg: Message, name: str) -> str | None:
+    """A header's decoded value; a header the parser chokes on counts as absent."""
+    try:
+        value = msg.get(name)
+    except Exception:  # malformed header values raise from the header registry
+        return None
+    return None if value is None else str(value)
+
+
+def _sender(msg: EmailMessage) -> tuple[str, str]:
+    froms = msg.get_all("From") or []
+    if not froms:
+        raise Unprocessable("no From header")
+    if len(froms) > 1:
+        raise Unprocessable("more than one From header")
+    try:
+        addresses = froms[0].addresses
+    except Exception:
+        addresses = ()
+    if len(addresses) != 1:
+        raise Unprocessable(
+            "From must name exactly one mailbox" if addresses else "From header is not a valid address"
+        )
+    mailbox = addresses[0]
+    address = (mailbox.addr_spec or "").strip()
+    # a strict re-parse: rejects group syntax, missing domains and smuggled commas
+    local, _, domain = address.rpartition("@")
+    if not local or not domain or any(c in address for c in ' ,;<>()[]\\"') and not local.startswith('"'):
+        raise Unprocessable(f"From address is not valid: {address!r}")
+    return mailbox.display_name.strip()[:255], address.lower()
+
+
+def _addresses(msg: EmailMessage, name: str) -> list[str]:
+    try:
+        headers = msg.get_all(name) or []
+        return [a.addr_spec.lower() for h in headers for a in h.addresses if a.addr_spec]
+    except Exception:
+        return []
+
+
+def _clean_subject(value: str | None) -> str:
+    subject = " ".join((value or "").split())  # folded and control whitespace
+    subject = "".join(ch for ch in subject if ch.isprintable())
+    return subject[:MAX_SUBJECT] or "(no subject)"
+
+
+def _content(part: Message) -> str:
+    """Decoded text of a part; unknown charsets and bad bytes become U+FFFD, never a crash."""
+    try:
+        content = part.get_content()  # type: ignore[attr-defined]
+        if isinstance(content, str):
+            return content
+    except Exception:
+        pass
+    payload = part.get_payload(decode=True) or b""
+    if isinstance(payload, str):
+        return payload
+    charset = part.get_content_charset() or "utf-8"
+    try:
+        return payload.decode(charset, errors="replace")
+    except LookupError:
+        return payload.decode("utf-8", errors="replace")
+
+
+def _bodies(msg: EmailMessage) -> tuple[str, str | None]:
+    try:
+        plain = msg.get_body(preferencelist=("plain",))
+        rich = msg.get_body(preferencelist=("html",))
+    except Exception:
+        plain = rich = None
+    html = sanitize_html(_content(rich)) if rich is not None else None
+    if plain is not None:
+        text = _content(plain)
+    elif html is not None:
+        text = html_to_text(html)
+    elif not msg.is_multipart() and msg.get_content_maintype() == "text":
+        text = _content(msg)
+    else:
+        text = ""
+    return text.replace("\r\n", "\n").strip("\n"), html
+
+
+def _attachments(msg: EmailMessage):
+    body_parts = set()
+    for pref in (("plain",), ("html",)):
+        try:
+            part = msg.get_body(preferencelist=pref)
+        except Exception:
+            part = None
+        if part is not None:
+            body_parts.add(id(part))
+    for part in msg.walk():
+        if part.is_multipart() or id(part) in body_parts or not _is_attachment(part):
+            continue
+        try:
+            data = part.get_payload(decode=True) or b""
+        except Exception:
+            data = b""
+        if isinstance(data, str):
+            data = data.encode("utf-8", errors="replace")
+        if part.get_content_type() == "message/rfc822" and not data:
+            data = part.get_payload(0).as_bytes() if part.get_payload() else b""
+        content_id = normalize_message_id(_header(part, "Content-ID"))
+        try:
+            disposition = part.get_content_disposition()
+        except Exception:
+            disposition = None
+        yield Attachment(
+            filename=sanitize_filename(_filename(part), part.get_content_type()),
+            content_type=part.get_content_type(),
+            data=data,
+            content_id=content_id,
+            inline=disposition == "inline",
+        )
+
+
+def _filename(part: Message) -> str | None:
+    try:
+        return part.get_filename()
+    except Exception:
+        return None
+
+
+def _is_attachment(part: Message) -> bool:
+    try:
+        disposition = part.get_content_disposition()
+    except Exception:
+        disposition = None
+    if disposition == "attachment":
+        return True
+    if _filename(part) or part.get("Content-ID"):
+        return True
+    # a non-text leaf (image, pdf, nested message) outside the chosen bodies
+    return part.get_content_maintype() not in ("text", "multipart")

@@ -1,0 +1,41 @@
+"""Prometheus metrics, in a registry owned by the running gateway (no global state)."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.smtp_accepted = Counter(
+            "helpdesk_smtp_messages_accepted", "Messages answered 250 after commit",
+            registry=self.registry,
+        )
+        self.smtp_rejected = Counter(
+            "helpdesk_smtp_messages_rejected", "Messages or recipients refused at SMTP time",
+            ["reason"], registry=self.registry,
+        )
+        self.quarantined = Counter(
+            "helpdesk_ingest_quarantined", "Messages quarantined, by reason kind",
+            ["kind"], registry=self.registry,
+        )
+        self.ingested = Counter(
+            "helpdesk_ingest_messages", "Inbound messages processed, by outcome",
+            ["outcome"], registry=self.registry,
+        )
+        self.ingest_errors = Counter(
+            "helpdesk_ingest_errors", "Ingest attempts that failed on our side and will be retried",
+            registry=self.registry,
+        )
+        self.ingest_latency = Histogram(
+            "helpdesk_ingest_latency_seconds", "From SMTP acceptance to ticket or quarantine",
+            buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300),
+            registry=self.registry,
+        )
+        self.smtp_sessions = Gauge(
+            "helpdesk_smtp_sessions", "Open SMTP connections", registry=self.registry
+        )
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)

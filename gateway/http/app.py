@@ -1,0 +1,40 @@
+"""The aiohttp application factory: nothing connects at import time."""
+
+from __future__ import annotations
+
+from importlib.metadata import PackageNotFoundError, version
+
+from aiohttp import web
+
+from core.attachments import AttachmentStore
+from core.config import Settings
+from core.db import Database
+from core.metrics import Metrics
+from gateway.http import directory, inbound, middleware, openapi, system, tickets
+from gateway.http.keys import DB, METRICS, SETTINGS, STORE
+
+ROUTE_TABLES = (tickets.routes, directory.routes, inbound.routes, system.routes)
+
+
+def _version() -> str:
+    try:
+        return version("helpdesk-gateway")
+    except PackageNotFoundError:
+        return "0.0.0"
+
+
+def create_app(settings: Settings, db: Database, metrics: Metrics) -> web.Application:
+    app = web.Application(
+        middlewares=[middleware.errors, middleware.unit_of_work, middleware.auth],
+        client_max_size=settings.max_message_bytes + 1024 * 1024,
+    )
+    app[SETTINGS] = settings
+    app[DB] = db
+    app[METRICS] = metrics
+    app[STORE] = AttachmentStore(settings.attachments_dir)
+    for table in ROUTE_TABLES:
+        table.add_to(app)
+    app[openapi.OPENAPI_KEY] = openapi.build(
+        [op for table in ROUTE_TABLES for op in table.operations], version=_version()
+    )
+    return app

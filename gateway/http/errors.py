@@ -1,0 +1,42 @@
+"""The API's error shape: `{"error": {"code", "message", "fields"}}`."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiohttp import web
+from pydantic import ValidationError
+
+
+class ApiError(Exception):
+    def __init__(
+        self, status: int, code: str, message: str, fields: dict[str, str] | None = None
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+        self.fields = fields or {}
+
+    def response(self) -> web.Response:
+        return error_response(self.status, self.code, self.message, self.fields)
+
+
+def error_response(
+    status: int, code: str, message: str, fields: dict[str, Any] | None = None,
+    headers: dict[str, str] | None = None,
+) -> web.Response:
+    body = {"error": {"code": code, "message": message, "fields": fields or {}}}
+    return web.json_response(body, status=status, headers=headers)
+
+
+def not_found(what: str) -> ApiError:
+    return ApiError(404, "not_found", f"{what} not found")
+
+
+def from_validation(exc: ValidationError, *, where: str) -> ApiError:
+    fields: dict[str, str] = {}
+    for err in exc.errors(include_url=False):
+        name = ".".join(str(p) for p in err["loc"]) or where
+        fields[name] = err["msg"]
+    return ApiError(422, "validation_failed", f"invalid {where}", fields)

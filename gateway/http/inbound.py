@@ -1,0 +1,118 @@
+"""Inbound records: what arrived, what became of it, the raw bytes."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+
+from aiohttp import web
+from pydantic import BaseModel, ConfigDict
+from sqlalchemy import select, tuple_
+
+from core.enums import AgentRole, InboundStatus
+from core.ingest.models import InboundMessage
+from core.pagination import Cursor, clamp_limit
+from gateway.http.errors import ApiError, not_found
+from gateway.http.keys import AGENT, SESSION
+from gateway.http.routing import RouteTable, parse_query
+from gateway.http.tickets import Page, attachment_response
+
+routes = RouteTable("inbound")
+
+
+class InboundOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: uuid.UUID
+    received_at: datetime
+    source: str
+    peer: str | None
+    mail_from: str
+    rcpt_tos: list[str]
+    size: int
+    sha256: str
+    message_id: str | None
+    status: InboundStatus
+    reason: str | None
+    matched_rule: str | None
+    ticket_id: uuid.UUID | None
+    comment_id: uuid.UUID | None
+    duplicate_of_id: uuid.UUID | None
+    attempts: int
+    last_error: str | None
+    processed_at: datetime | None
+
+
+class InboundList(BaseModel):
+    inbound: list[InboundOut]
+    next_cursor: str | None
+
+
+class InboundQuery(Page):
+    status: InboundStatus | None = None
+
+
+def require_staff(request: web.Request) -> None:
+    if request[AGENT].role is AgentRole.light_agent:
+        raise ApiError(403, "forbidden", "light agents cannot read raw inbound mail")
+
+
+async def inbound_or_404(request: web.Request) -> InboundMessage:
+    try:
+        inbound_id = uuid.UUID(request.match_info["inbound"])
+    except ValueError:
+        raise not_found("inbound message") from None
+    inbound = await request[SESSION].get(InboundMessage, inbound_id)
+    if inbound is None:
+        raise not_found("inbound message")
+    return inbound
+
+
+@routes.get(
+    "/api/v1/inbound", summary="Inbound messages, newest first", response=InboundList,
+    query=InboundQuery,
+)
+async def list_inbound(request: web.Request) -> web.Response:
+    require_staff(request)
+    query = parse_query(request, InboundQuery)
+    limit = clamp_limit(query.limit)
+    # every column but the raw bytes
+    columns = [getattr(InboundMessage, name) for name in InboundOut.model_fields]
+    stmt = select(*columns)
+    if query.status is not None:
+        stmt = stmt.where(InboundMessage.status == query.status)
+    cursor = query.decoded_cursor()
+    if cursor is not None:
+        stmt = stmt.where(
+            tuple_(InboundMessage.received_at, InboundMessage.id) < tuple_(cursor.created_at, cursor.id)
+        )
+    rows = (
+        await request[SESSION].execute(
+            stmt.order_by(InboundMessage.received_at.desc(), InboundMessage.id.desc()).limit(limit + 1)
+        )
+    ).all()
+    next_cursor = None
+    if len(rows) > limit:
+        rows = rows[:limit]
+        next_cursor = Cursor(rows[-1].received_at, rows[-1].id).encode()
+    body = InboundList(
+        inbound=[InboundOut.model_validate(row._mapping) for row in rows], next_cursor=next_cursor
+    )
+    return web.json_response(text=body.model_dump_json())
+
+
+@routes.get("/api/v1/inbound/{inbound}", summary="One inbound message's record", response=InboundOut)
+async def get_inbound(request: web.Request) -> web.Response:
+    require_staff(request)
+    inbound = await inbound_or_404(request)
+    return web.json_response(text=InboundOut.model_validate(inbound).model_dump_json())
+
+
+@routes.get(
+    "/api/v1/inbound/{inbound}/raw", summary="The message exactly as received",
+    content_type="message/rfc822",
+)
+async def get_raw(request: web.Request) -> web.Response:
+    require_staff(request)
+    inbound = await inbound_or_404(request)
+    return attachment_response(inbound.raw, f"{inbound.id}.eml", "message/rfc822")

@@ -1,0 +1,19 @@
+"""Typed keys for what the app and each request carry."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from core.attachments import AttachmentStore
+from core.config import Settings
+from core.db import Database
+from core.metrics import Metrics
+
+SETTINGS = web.AppKey("settings", Settings)
+DB = web.AppKey("db", Database)
+METRICS = web.AppKey("metrics", Metrics)
+STORE = web.AppKey("store", AttachmentStore)
+
+# request-scoped (aiohttp requests are plain mappings)
+SESSION = "helpdesk.session"
+AGENT = "helpdesk.agent"

@@ -1,0 +1,85 @@
+"""The OpenAPI 3.1 document, built from the route tables and their pydantic models."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from aiohttp import web
+from pydantic import BaseModel
+from pydantic.json_schema import models_json_schema
+
+from gateway.http.routing import Operation
+
+OPENAPI_KEY = web.AppKey("openapi", dict)
+_PARAM = re.compile(r"{(\w+)}")
+ERROR_SCHEMA = {
+    "type": "object",
+    "properties": {
+        "error": {
+            "type": "object",
+            "properties": {
+                "code": {"type": "string"},
+                "message": {"type": "string"},
+                "fields": {"type": "object", "additionalProperties": {"type": "string"}},
+            },
+            "required": ["code", "message", "fields"],
+        }
+    },
+    "required": ["error"],
+}
+
+
+def build(operations: list[Operation], *, version: str) -> dict[str, Any]:
+    models: list[type[BaseModel]] = []
+    for op in operations:
+        for model in (op.response, op.body):
+            if model is not None and model not in models:
+                models.append(model)
+    refs, defs = models_json_schema(
+        [(m, "serialization") for m in models], ref_template="#/components/schemas/{model}"
+    )
+    schemas = dict(defs.get("$defs", {}))
+    schemas["Error"] = ERROR_SCHEMA
+    paths: dict[str, dict[str, Any]] = {}
+    for op in operations:
+        paths.setdefault(op.path, {})[op.method.lower()] = _operation(op, refs)
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": "Helpdesk gateway API", "version": version},
+        "paths": paths,
+        "components": {
+            "schemas": schemas,
+            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+        },
+    }
+
+
+def _operation(op: Operation, refs: dict[Any, Any]) -> dict[str, Any]:
+    params: list[dict[str, Any]] = [
+        {"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
+        for name in _PARAM.findall(op.path)
+    ]
+    if op.query is not None:
+        schema = op.query.model_json_schema()
+        required = set(schema.get("required", []))
+        for name, prop in schema.get("properties", {}).items():
+            params.append({"name": name, "in": "query", "required": name in required, "schema": prop})
+    if op.response is not None:
+        content = {"application/json": {"schema": refs[(op.response, "serialization")]}}
+    else:
+        content = {op.content_type: {}}
+    error = {"content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
+    responses: dict[str, Any] = {"200": {"description": "OK", "content": content}}
+    if op.auth:
+        responses["401"] = {"description": "Missing or invalid token", **error}
+    if params:
+        responses["404"] = {"description": "Not found", **error}
+        responses["422"] = {"description": "Invalid input", **error}
+    result: dict[str, Any] = {
+        "summary": op.summary, "operationId": op.handler.__name__, "tags": [op.tag],
+        "parameters": params, "responses": responses,
+    }
+    if op.auth:
+        result["security"] = [{"bearer": []}]
+    return result

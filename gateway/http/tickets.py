@@ -1,0 +1,163 @@
+"""Ticket routes: list, show, comments with their attachments, attachment downloads."""
+
+from __future__ import annotations
+
+import uuid
+from collections import defaultdict
+
+from aiohttp import web
+from pydantic import BaseModel, ConfigDict, Field
+from sqlalchemy import select
+
+from core.enums import TicketPriority, TicketStatus
+from core.pagination import MAX_LIMIT, BadCursor, Cursor, clamp_limit
+from core.tickets.models import TicketAttachment, TicketComment
+from core.tickets.schemas import AttachmentOut, CommentList, CommentOut, TicketList, TicketOut
+from core.tickets.service import ticket_service
+from gateway.http.errors import ApiError, not_found
+from gateway.http.keys import SESSION, STORE
+from gateway.http.routing import RouteTable, parse_query
+
+routes = RouteTable("tickets")
+
+
+class Page(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    limit: int = Field(default=25, ge=1, le=10_000, description=f"clamped to {MAX_LIMIT}")
+    cursor: str | None = None
+
+    def decoded_cursor(self) -> Cursor | None:
+        if self.cursor is None:
+            return None
+        try:
+            return Cursor.decode(self.cursor)
+        except BadCursor as exc:
+            raise ApiError(422, "validation_failed", str(exc), {"cursor": str(exc)}) from exc
+
+
+class TicketQuery(Page):
+    status: TicketStatus | None = None
+    priority: TicketPriority | None = None
+    group_id: uuid.UUID | None = None
+    requester_id: uuid.UUID | None = None
+    assignee_id: uuid.UUID | None = None
+    organization_id: uuid.UUID | None = None
+
+
+@routes.get("/api/v1/tickets", summary="List tickets, newest first", response=TicketList, query=TicketQuery)
+async def list_tickets(request: web.Request) -> web.Response:
+    query = parse_query(request, TicketQuery)
+    filters = query.model_dump(exclude={"limit", "cursor"}, exclude_none=True)
+    tickets, next_cursor = await ticket_service.list(
+        request[SESSION], limit=clamp_limit(query.limit), cursor=query.decoded_cursor(),
+        filters=filters,
+    )
+    body = TicketList(
+        tickets=[TicketOut.model_validate(t) for t in tickets],
+        next_cursor=next_cursor.encode() if next_cursor else None,
+    )
+    return web.json_response(text=body.model_dump_json())
+
+
+async def ticket_or_404(request: web.Request):  # type: ignore[no-untyped-def]
+    ticket = await ticket_service.get(request[SESSION], request.match_info["ticket"])
+    if ticket is None:
+        raise not_found("ticket")
+    return ticket
+
+
+@routes.get("/api/v1/tickets/{ticket}", summary="One ticket, by UUID or number", response=TicketOut)
+async def get_ticket(request: web.Request) -> web.Response:
+    ticket = await ticket_or_404(request)
+    return web.json_response(text=TicketOut.model_validate(ticket).model_dump_json())
+
+
+@routes.get(
+    "/api/v1/tickets/{ticket}/comments", summary="A ticket's comments, oldest first",
+    response=CommentList, query=Page,
+)
+async def list_comments(request: web.Request) -> web.Response:
+    ticket = await ticket_or_404(request)
+    page = parse_query(request, Page)
+    limit = clamp_limit(page.limit)
+    session = request[SESSION]
+    query = select(TicketComment).where(TicketComment.ticket_id == ticket.id)
+    cursor = page.decoded_cursor()
+    if cursor is not None:
+        query = query.where(
+            (TicketComment.created_at > cursor.created_at)
+            | ((TicketComment.created_at == cursor.created_at) & (TicketComment.id > cursor.id))
+        )
+    comments = list(
+        await session.scalars(
+            query.order_by(TicketComment.created_at, TicketComment.id).limit(limit + 1)
+        )
+    )
+    next_cursor = None
+    if len(comments) > limit:
+        comments = comments[:limit]
+        next_cursor = Cursor(comments[-1].created_at, comments[-1].id).encode()
+    attachments: dict[uuid.UUID, list[AttachmentOut]] = defaultdict(list)
+    if comments:
+        rows = await session.scalars(
+            select(TicketAttachment)
+            .where(TicketAttachment.comment_id.in_([c.id for c in comments]))
+            .order_by(TicketAttachment.created_at)
+        )
+        for a in rows:
+            attachments[a.comment_id].append(  # type: ignore[index]
+                AttachmentOut(
+                    id=a.id, filename=a.filename, content_type=a.content_type, size=a.size,
+                    sha256=a.sha256, inline=a.inline, content_id=a.content_id,
+                    url=f"/api/v1/tickets/{ticket.id}/attachments/{a.id}",
+                )
+            )
+    body = CommentList(
+        comments=[
+            CommentOut.model_validate(
+                {**{k: getattr(c, k) for k in CommentOut.model_fields if k != "attachments"},
+                 "attachments": attachments[c.id]}
+            )
+            for c in comments
+        ],
+        next_cursor=next_cursor,
+    )
+    return web.json_response(text=body.model_dump_json())
+
+
+@routes.get(
+    "/api/v1/tickets/{ticket}/attachments/{attachment}",
+    summary="Download an attachment's exact bytes", content_type="application/octet-stream",
+)
+async def download_attachment(request: web.Request) -> web.Response:
+    ticket = await ticket_or_404(request)
+    try:
+        attachment_id = uuid.UUID(request.match_info["attachment"])
+    except ValueError:
+        raise not_found("attachment") from None
+    attachment = await request[SESSION].scalar(
+        select(TicketAttachment).where(
+            TicketAttachment.id == attachment_id, TicketAttachment.ticket_id == ticket.id
+        )
+    )
+    if attachment is None:
+        raise not_found("attachment")
+    data = await request.app[STORE].read(attachment.sha256)
+    return attachment_response(data, attachment.filename)
+
+
+def attachment_response(data: bytes, filename: str, content_type: str = "application/octet-stream") -> web.Response:
+    """Served only as a download: never rendered by the browser in our origin."""
+    from urllib.parse import quote
+
+    ascii_name = filename.encode("ascii", "replace").decode().replace('"', "_").replace("?", "_")
+    return web.Response(
+        body=data,
+        content_type=content_type,
+        headers={
+            "Content-Disposition": f"attachment; filename=\"{ascii_name}\"; filename*=UTF-8''{quote(filename)}",
+            "X-Content-Type-Options": "nosniff",
+            "Content-Security-Policy": "default-src 'none'; sandbox",
+        },
+    )

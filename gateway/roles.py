@@ -1,0 +1,84 @@
+"""Which parts run in this process, and their start and orderly stop."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass, field
+
+from aiohttp import web
+
+from core.attachments import AttachmentStore
+from core.bootstrap import bootstrap
+from core.config import Settings
+from core.db import Database
+from core.ingest.intake import Intake
+from core.ingest.pipeline import Pipeline
+from core.ingest.runner import IngestRunner
+from core.metrics import Metrics
+from gateway.http.app import create_app
+from gateway.smtp import SmtpServer
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Gateway:
+    """The running roles of one process, on one event loop, sharing one database pool."""
+
+    settings: Settings
+    db: Database
+    metrics: Metrics = field(default_factory=Metrics)
+    admin_token: str | None = None
+    smtp_port: int | None = None
+    http_port: int | None = None
+    runner: IngestRunner | None = None
+    _intake: Intake | None = None
+    _smtp: SmtpServer | None = None
+    _http: web.AppRunner | None = None
+
+    async def start(self) -> None:
+        settings = self.settings
+        self.admin_token = await bootstrap(self.db, settings)
+        if "worker" in settings.roles:
+            pipeline = Pipeline(
+                mailboxes=settings.support_mailboxes,
+                store=AttachmentStore(settings.attachments_dir),
+            )
+            self.runner = IngestRunner(
+                self.db, pipeline, self.metrics, workers=settings.ingest_workers,
+                max_attempts=settings.ingest_max_attempts, poll_seconds=settings.ingest_poll_seconds,
+            )
+            await self.runner.start()
+        if "smtp" in settings.roles:
+            wake = self.runner.wake if self.runner is not None else (lambda: None)
+            self._intake = Intake(self.db, on_commit=wake)
+            await self._intake.start()
+            self._smtp = SmtpServer(settings, self._intake, self.metrics)
+            self.smtp_port = await self._smtp.start(settings.smtp_host, settings.smtp_port)
+        if "api" in settings.roles:
+            self._http = web.AppRunner(create_app(settings, self.db, self.metrics), access_log=None)
+            await self._http.setup()
+            site = web.TCPSite(self._http, settings.http_host, settings.http_port)
+            await site.start()
+            self.http_port = self._http.addresses[0][1]
+
+    async def stop(self) -> None:
+        """Drain: no new mail, finish SMTP transactions, store what was accepted, then stop."""
+        if self._smtp is not None:
+            await self._smtp.stop(self.settings.smtp_drain_seconds)
+        if self._intake is not None:
+            await self._intake.stop()
+        if self._http is not None:
+            await self._http.cleanup()
+        if self.runner is not None:
+            await self.runner.stop()
+        await self.db.dispose()
+
+
+async def run_until_signalled(gateway: Gateway, stop: asyncio.Event) -> None:
+    await gateway.start()
+    try:
+        await stop.wait()
+    finally:
+        await gateway.stop()

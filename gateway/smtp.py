@@ -1,0 +1,143 @@
+"""SMTP ingress: cheap checks at RCPT, durable store at DATA, 250 only after commit."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+from aiosmtpd.smtp import SMTP, Envelope, Session
+
+from core.config import Settings
+from core.ingest.intake import Intake, IntakeUnavailable, Submission
+from core.mail.addresses import support_mailbox
+from core.metrics import Metrics
+
+log = logging.getLogger(__name__)
+
+TOO_BIG = "552 5.3.4 Message size exceeds the limit of this server"
+TRY_LATER = "451 4.3.0 Temporary failure storing the message, please try again later"
+
+
+class IngressHandler:
+    def __init__(self, settings: Settings, intake: Intake, metrics: Metrics) -> None:
+        self.settings = settings
+        self.intake = intake
+        self.metrics = metrics
+
+    async def handle_EHLO(
+        self, server: SMTP, session: Session, envelope: Envelope, hostname: str, responses: list[str]
+    ) -> list[str]:
+        session.host_name = hostname
+        # aiosmtpd reads commands from a buffered stream, so pipelined commands are safe
+        return [*responses[:-1], "250-PIPELINING", "250-ENHANCEDSTATUSCODES", responses[-1]]
+
+    async def handle_RCPT(
+        self, server: SMTP, session: Session, envelope: Envelope, address: str, rcpt_options: list[str]
+    ) -> str:
+        if len(envelope.rcpt_tos) >= self.settings.max_recipients:
+            self.metrics.smtp_rejected.labels("too_many_recipients").inc()
+            return "452 4.5.3 Too many recipients"
+        if support_mailbox(address, self.settings.support_mailboxes) is None:
+            self.metrics.smtp_rejected.labels("unknown_recipient").inc()
+            return f"550 5.1.1 <{address}>: no such support address here"
+        envelope.rcpt_tos.append(address)
+        return "250 2.1.5 OK"
+
+    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
+        raw = envelope.original_content or b""
+        peer = session.peer[0] if isinstance(session.peer, tuple) else str(session.peer)
+        submission = Submission(
+            mail_from=envelope.mail_from or "", rcpt_tos=list(envelope.rcpt_tos), raw=raw,
+            peer=peer, helo=session.host_name,
+        )
+        try:
+            inbound_id = await self.intake.submit(submission)
+        except IntakeUnavailable:
+            self.metrics.smtp_rejected.labels("storage_unavailable").inc()
+            return TRY_LATER
+        self.metrics.smtp_accepted.inc()
+        return f"250 2.0.0 OK queued as {inbound_id}"
+
+
+class IngressSMTP(SMTP):
+    """aiosmtpd's server with RFC 3463 codes for size refusals and a connection count."""
+
+    def __init__(self, *args: Any, sessions: set[IngressSMTP], metrics: Metrics, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._sessions = sessions
+        self._metrics = metrics
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self._sessions.add(self)
+        self._metrics.smtp_sessions.set(len(self._sessions))
+        super().connection_made(transport)
+
+    def connection_lost(self, error: Exception | None) -> None:
+        self._sessions.discard(self)
+        self._metrics.smtp_sessions.set(len(self._sessions))
+        super().connection_lost(error)
+
+    async def push(self, status: Any) -> None:
+        text = status.decode() if isinstance(status, bytes) else status
+        if text.startswith("552 Error"):
+            self._metrics.smtp_rejected.labels("too_large").inc()
+            text = TOO_BIG
+        await super().push(text)
+
+    @property
+    def idle(self) -> bool:
+        return self.envelope is None or not (self.envelope.mail_from or self.envelope.rcpt_tos)
+
+
+class _Refuse(asyncio.Protocol):
+    """Over the connection limit: say so and hang up, without starting a session."""
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        transport.write(b"421 4.7.0 Too many connections, try again later\r\n")
+        transport.close()
+
+
+class SmtpServer:
+    def __init__(self, settings: Settings, intake: Intake, metrics: Metrics) -> None:
+        self.settings = settings
+        self.handler = IngressHandler(settings, intake, metrics)
+        self.metrics = metrics
+        self.sessions: set[IngressSMTP] = set()
+        self._server: asyncio.base_events.Server | None = None
+
+    def _protocol(self) -> asyncio.Protocol:
+        if len(self.sessions) >= self.settings.max_connections:
+            self.metrics.smtp_rejected.labels("too_many_connections").inc()
+            return _Refuse()
+        return IngressSMTP(
+            self.handler,
+            sessions=self.sessions,
+            metrics=self.metrics,
+            data_size_limit=self.settings.max_message_bytes,
+            enable_SMTPUTF8=True,
+            decode_data=False,
+            hostname=self.settings.smtp_hostname,
+            ident="helpdesk-gateway ESMTP",
+            timeout=300,
+        )
+
+    async def start(self, host: str, port: int) -> int:
+        loop = asyncio.get_running_loop()
+        self._server = await loop.create_server(self._protocol, host, port)
+        return self._server.sockets[0].getsockname()[1]
+
+    async def stop(self, drain_seconds: float) -> None:
+        """Stop listening, let open transactions finish, then close what is left."""
+        if self._server is None:
+            return
+        self._server.close()
+        deadline = asyncio.get_running_loop().time() + drain_seconds
+        while any(not s.idle for s in self.sessions) and asyncio.get_running_loop().time() < deadline:
+            await asyncio.sleep(0.05)
+        for session in list(self.sessions):
+            if session.transport is not None:
+                session.transport.close()
+        await self._server.wait_closed()
+        self._server = None
