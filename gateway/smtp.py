@@ -83,6 +83,8 @@ class IngressSMTP(SMTP):
         if text.startswith("552 Error"):
             self._metrics.smtp_rejected.labels("too_large").inc()
             text = TOO_BIG
+        elif text.startswith("500 Line too long"):
+            text = "500 5.5.2 Line too long (RFC 5321 section 4.5.3.1.6 allows 1000 octets)"
         await super().push(text)
 
     @property

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import uuid
 
-from sqlalchemy import select
+from sqlalchemy import any_, literal, select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -19,7 +19,7 @@ class CustomerService:
         email = email.strip().lower()
         domain = email.rpartition("@")[2]
         org_id = await session.scalar(
-            select(Organization.id).where(Organization.domains.any(domain)).limit(1)
+            select(Organization.id).where(literal(domain) == any_(Organization.domains)).limit(1)
         )
         await session.execute(
             insert(Customer)
