@@ -60,7 +60,8 @@ class Running:
 
     @asynccontextmanager
     async def http(self, token: str | None = None) -> AsyncIterator[aiohttp.ClientSession]:
-        headers = {"Authorization": f"Bearer {token or self.token}"}
+        token = self.token if token is None else token
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
         async with aiohttp.ClientSession(self.base_url, headers=headers) as client:
             yield client
 

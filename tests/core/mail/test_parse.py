@@ -1,0 +1,103 @@
+from __future__ import annotations
+
+import pytest
+
+from core.mail.addresses import support_mailbox
+from core.mail.html import html_to_text, sanitize_html
+from core.mail.names import MAX_FILENAME, sanitize_filename
+from core.mail.parse import Unprocessable, parse
+
+MAILBOXES = {"support@example.com": "Support"}
+
+
+def test_plain_message_fields() -> None:
+    mail = parse(
+        b"From: =?utf-8?q?Zo=C3=AB?= <Zoe@Example.COM>\r\nTo: support@example.com\r\n"
+        b"Cc: a@x.test, b@y.test\r\nSubject: =?utf-8?b?w4lsw6hu?= \r\n\tfolded\r\n"
+        b"Message-ID: <abc@x.test>\r\nIn-Reply-To: <one@x.test>\r\n"
+        b"References: <zero@x.test> <one@x.test>\r\n\r\nHi there\r\n"
+    )
+    assert (mail.from_name, mail.from_address) == ("Zoë", "zoe@example.com")
+    assert mail.subject == "Élèn folded"
+    assert mail.message_id == "abc@x.test"
+    assert mail.in_reply_to == ["one@x.test"]
+    assert mail.references == ["zero@x.test", "one@x.test"]
+    assert mail.cc == ["a@x.test", "b@y.test"]
+    assert mail.text == "Hi there"
+
+
+@pytest.mark.parametrize(
+    ("raw", "reason"),
+    [
+        (b"Subject: x\r\n\r\nbody", "no From header"),
+        (b"From: a@x.test\r\nFrom: b@x.test\r\n\r\nbody", "more than one From header"),
+        (b"From: a@x.test, b@x.test\r\n\r\nbody", "From must name exactly one mailbox"),
+        (b"From: just words\r\n\r\nbody", "From address is not valid: '\"just words\"'"),
+        (b"From: <>\r\n\r\nbody", "From address is not valid: '<>'"),
+    ],
+)
+def test_senders_we_cannot_trust_are_unprocessable(raw: bytes, reason: str) -> None:
+    with pytest.raises(Unprocessable) as excinfo:
+        parse(raw)
+    assert excinfo.value.reason == reason
+
+
+def test_unknown_charset_and_bad_bytes_never_crash() -> None:
+    mail = parse(
+        b"From: a@x.test\r\nContent-Type: text/plain; charset=x-unknown-charset\r\n\r\ncaf\xe9 \xff\r\n"
+    )
+    assert mail.text.startswith("caf")
+    mail = parse(b"From: a@x.test\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n\xff\xfe ok\r\n")
+    assert "ok" in mail.text
+
+
+def test_html_only_mail_is_sanitized_and_rendered_to_text() -> None:
+    mail = parse(
+        b"From: a@x.test\r\nContent-Type: text/html; charset=utf-8\r\n\r\n"
+        b"<p onclick='steal()'>Hello <b>world</b></p><script>alert(1)</script>"
+        b"<a href='javascript:alert(1)'>x</a><img src='cid:logo'>"
+    )
+    assert "script" not in mail.html and "onclick" not in mail.html and "javascript:" not in mail.html
+    assert 'src="cid:logo"' in mail.html
+    assert mail.text.startswith("Hello world")
+
+
+def test_attachments_and_inline_images() -> None:
+    raw = (
+        b"From: a@x.test\r\nMIME-Version: 1.0\r\n"
+        b'Content-Type: multipart/mixed; boundary="B"\r\n\r\n'
+        b"--B\r\nContent-Type: text/plain\r\n\r\nsee files\r\n"
+        b"--B\r\nContent-Type: image/png\r\nContent-ID: <img1@x>\r\nContent-Disposition: inline\r\n"
+        b"Content-Transfer-Encoding: base64\r\n\r\niVBORw0KGgo=\r\n"
+        b"--B\r\nContent-Type: application/pdf; name=\"..\\\\..\\\\evil.pdf\"\r\n"
+        b"Content-Disposition: attachment; filename=\"..\\\\..\\\\evil.pdf\"\r\n\r\n%PDF\r\n"
+        b"--B--\r\n"
+    )
+    mail = parse(raw)
+    assert mail.text == "see files"
+    inline, pdf = mail.attachments
+    assert (inline.content_id, inline.inline, inline.data) == ("img1@x", True, b"\x89PNG\r\n\x1a\n")
+    assert inline.filename == "attachment.png"
+    assert pdf.filename == "evil.pdf" and pdf.data.startswith(b"%PDF")
+
+
+def test_filenames_lose_paths_controls_and_length() -> None:
+    assert sanitize_filename("../../etc/passwd") == "passwd"
+    assert sanitize_filename("a\u202egnp.exe") == "agnp.exe"
+    assert sanitize_filename("bell\x07.txt") == "bell.txt"
+    assert sanitize_filename("", "application/pdf") == "attachment.pdf"
+    long = sanitize_filename("x" * 500 + ".docx")
+    assert len(long) == MAX_FILENAME and long.endswith(".docx")
+
+
+def test_support_mailbox_accepts_plus_tags_and_case() -> None:
+    assert support_mailbox("Support+token123@Example.com", MAILBOXES) == "support@example.com"
+    assert support_mailbox("<support@example.com>", MAILBOXES) == "support@example.com"
+    assert support_mailbox("sales@example.com", MAILBOXES) is None
+    assert support_mailbox("support@evil.test", MAILBOXES) is None
+    assert support_mailbox("", MAILBOXES) is None
+
+
+def test_html_helpers() -> None:
+    assert sanitize_html('<form action="x"><input></form><base href="http://e">ok') == "ok"
+    assert html_to_text("<div>a</div><div>b &amp; c</div><style>p{}</style>") == "a\n\nb & c"
