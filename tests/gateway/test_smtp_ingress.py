@@ -130,23 +130,29 @@ async def test_connections_over_the_limit_get_421(database_url: str, tmp_path) -
         assert await asyncio.to_thread(over_limit) == 421
 
 
-async def test_database_down_means_451_4_3_0(database_url: str, tmp_path) -> None:
-    """The gateway keeps answering SMTP; with PostgreSQL unreachable, senders are told to retry."""
-    settings = make_settings(database_url, tmp_path)
-    async with running_gateway(settings) as gw:
-        await gw.gateway.db.dispose()
-        # point the gateway's pool at a port where nothing listens
-        from core.db import Database
-        dead = Database("postgresql+asyncpg://postgres@127.0.0.1:9/none", pool_size=1)
-        gw.gateway._intake.db = dead  # the intake is what DATA writes through
-        try:
+async def test_database_down_means_451_4_3_0_then_recovery(tmp_path) -> None:
+    """With PostgreSQL stopped, SMTP stays up and tells senders to retry; once back, 250."""
+    from core.embedded_pg import EmbeddedPostgres
+    from core.migrate import upgrade
+
+    server = EmbeddedPostgres(tmp_path / "pg")
+    url = await asyncio.to_thread(server.start)
+    try:
+        await upgrade(url)
+        async with running_gateway(make_settings(url, tmp_path / "data")) as gw:
+            await asyncio.to_thread(server.stop)
             code, reply = await asyncio.to_thread(
                 ehlo_and_send, gw.smtp_port, mail("db down").as_bytes(), [SUPPORT]
             )
-        finally:
-            gw.gateway._intake.db = gw.gateway.db
-            await dead.dispose()
-        assert (code, reply[:5]) == (451, b"4.3.0")
+            assert (code, reply[:5]) == (451, b"4.3.0")
+            await asyncio.to_thread(server.start)
+            code, reply = await asyncio.to_thread(
+                ehlo_and_send, gw.smtp_port, mail("db back").as_bytes(), [SUPPORT]
+            )
+            assert code == 250
+            assert (await gw.settled(queued_id(reply))).status is InboundStatus.processed
+    finally:
+        await asyncio.to_thread(server.stop)
 
 
 async def test_same_message_delivered_twice_makes_one_ticket(gateway: Running) -> None:
