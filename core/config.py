@@ -61,6 +61,9 @@ class Settings(BaseSettings):
     ingest_max_attempts: int = Field(default=5, ge=1)
     ingest_poll_seconds: float = 1.0
     db_pool_size: int = Field(default=10, ge=1)
+    max_followers: int = Field(default=10, ge=0)
+    # a ticket taking more mail than this per hour is being flooded (or looping): quarantine
+    ticket_inbound_per_hour: int = Field(default=30, ge=1)
 
     kafka_bootstrap: str | None = None
     meili_url: str | None = None

@@ -9,6 +9,7 @@ from core.ingest.models import InboundMessage
 from core.macros.models import Macro
 from core.models_base import Base
 from core.organizations.models import Organization
+from core.secrets import ServerSecret
 from core.sla.models import SlaPolicy
 from core.tickets.models import (
     MessageId,
@@ -22,7 +23,7 @@ from core.triggers.models import Trigger
 
 __all__ = [
     "Agent", "ApiToken", "Base", "Customer", "Group", "InboundMessage", "Macro", "MessageId",
-    "Organization", "OutboundDelivery", "OutboxEvent", "SlaPolicy", "Tag", "Ticket",
+    "Organization", "OutboundDelivery", "OutboxEvent", "ServerSecret", "SlaPolicy", "Tag", "Ticket",
     "TicketAttachment", "TicketAuditLog", "TicketComment", "Trigger", "group_members",
     "ticket_followers",
 ]

@@ -44,6 +44,8 @@ class Gateway:
             pipeline = Pipeline(
                 mailboxes=settings.support_mailboxes,
                 store=AttachmentStore(settings.attachments_dir),
+                max_followers=settings.max_followers,
+                ticket_inbound_per_hour=settings.ticket_inbound_per_hour,
             )
             self.runner = IngestRunner(
                 self.db, pipeline, self.metrics, workers=settings.ingest_workers,

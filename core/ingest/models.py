@@ -45,6 +45,7 @@ class InboundMessage(Base):
     )
     reason: Mapped[str | None] = mapped_column(Text)
     matched_rule: Mapped[str | None] = mapped_column(String(32))
+    mail_kind: Mapped[str | None] = mapped_column(String(16))  # human, auto_reply, bounce, bulk
     ticket_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("tickets.id"), index=True)
     comment_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("ticket_comments.id"))
     duplicate_of_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("inbound_messages.id"))

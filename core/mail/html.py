@@ -12,8 +12,25 @@ _URL_SCHEMES = {"http", "https", "mailto", "cid"}
 _BLOCK = {"p", "div", "br", "li", "tr", "h1", "h2", "h3", "h4", "h5", "h6", "blockquote", "pre", "table"}
 
 
+def _no_remote_images(tag: str, attribute: str, value: str) -> str | None:
+    # a remote image is a read receipt for its sender: only stored inline parts (cid:) are shown
+    if tag == "img" and attribute in ("src", "srcset"):
+        return value if value.strip().lower().startswith("cid:") else None
+    return value
+
+
 def sanitize_html(raw: str) -> str:
-    return nh3.clean(raw, url_schemes=_URL_SCHEMES, link_rel="noopener noreferrer nofollow")
+    return nh3.clean(
+        raw, url_schemes=_URL_SCHEMES, link_rel="noopener noreferrer nofollow",
+        attribute_filter=_no_remote_images,
+    )
+
+
+def resolve_cids(markup: str, urls: dict[str, str]) -> str:
+    """`src="cid:x"` -> the stored attachment's URL (sanitized markup: attributes are quoted)."""
+    for content_id, url in urls.items():
+        markup = markup.replace(f'"cid:{content_id}"', f'"{url}"')
+    return markup
 
 
 class _TextExtractor(HTMLParser):

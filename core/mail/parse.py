@@ -46,6 +46,13 @@ class ParsedMail:
     references: list[str] = field(default_factory=list)
     attachments: list[Attachment] = field(default_factory=list)
     defects: list[str] = field(default_factory=list)
+    # lower-cased names of the headers that tell automatic mail apart (see classify.py)
+    headers: dict[str, str] = field(default_factory=dict)
+    content_type: str = "text/plain"
+    report_type: str | None = None
+    # from an RFC 3464 delivery report: who failed, and the Message-IDs of what bounced
+    failed_recipients: list[str] = field(default_factory=list)
+    returned_message_ids: list[str] = field(default_factory=list)
 
 
 def message_ids_in(value: str | None) -> list[str]:
@@ -81,7 +88,42 @@ def parse(raw: bytes) -> ParsedMail:
         references=message_ids_in(_header(msg, "References")),
         attachments=list(_attachments(msg)),
         defects=[type(d).__name__ for d in msg.defects],
+        headers={name: value for name in CLASSIFYING_HEADERS if (value := _header(msg, name)) is not None},
+        content_type=msg.get_content_type(),
+        report_type=msg.get_param("report-type") if msg.get_content_type() == "multipart/report" else None,
+        **_delivery_report(msg),
     )
+
+
+CLASSIFYING_HEADERS = (
+    "auto-submitted", "precedence", "x-autoreply", "x-autorespond", "x-auto-response-suppress",
+    "list-id", "list-unsubscribe", "return-path", "x-loop",
+)
+
+
+def _delivery_report(msg: EmailMessage) -> dict[str, list[str]]:
+    """Failed recipients and the bounced message's Message-ID from a multipart/report."""
+    failed: list[str] = []
+    returned: list[str] = []
+    if msg.get_content_type() != "multipart/report":
+        return {"failed_recipients": failed, "returned_message_ids": returned}
+    for part in msg.walk():
+        ctype = part.get_content_type()
+        if ctype == "message/delivery-status":
+            for block in part.get_payload() if part.is_multipart() else []:
+                action = str(block.get("Action", "")).strip().lower()
+                recipient = str(block.get("Final-Recipient") or block.get("Original-Recipient") or "")
+                if action == "failed" and ";" in recipient:
+                    failed.append(recipient.split(";", 1)[1].strip().strip("<>").lower())
+        elif ctype in ("message/rfc822", "text/rfc822-headers", "message/rfc822-headers"):
+            inner = part.get_payload(0) if part.is_multipart() else None
+            if inner is None:
+                try:
+                    inner = email.message_from_bytes(part.get_payload(decode=True) or b"", policy=policy.default)
+                except Exception:
+                    continue
+            returned += message_ids_in(_header(inner, "Message-ID"))
+    return {"failed_recipients": failed, "returned_message_ids": returned}
 
 
 def _header(msg: Message, name: str) -> str | None:

@@ -96,6 +96,9 @@ class TicketComment(Base):
     inbound_message_id: Mapped[uuid.UUID | None] = mapped_column(
         ForeignKey("inbound_messages.id", use_alter=True)
     )
+    # for mail: which threading rule put it here, and whether it was automatic mail
+    matched_rule: Mapped[str | None] = mapped_column(String(32))
+    mail_kind: Mapped[str | None] = mapped_column(String(16))
     created_at: Mapped[datetime] = created_at()
 
 

@@ -3,14 +3,21 @@ from __future__ import annotations
 import uuid
 from collections.abc import Sequence
 
-from sqlalchemy import Select, select, tuple_
+from sqlalchemy import Select, func, select, tuple_
+from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from core import events
 from core.audit.service import audit_service
 from core.enums import AuthorType, Channel, MessageDirection, TicketStatus, Visibility
 from core.pagination import Cursor
-from core.tickets.models import MessageId, Ticket, TicketAttachment, TicketComment
+from core.tickets.models import (
+    MessageId,
+    Ticket,
+    TicketAttachment,
+    TicketComment,
+    ticket_followers,
+)
 from core.tickets.schemas import TicketOut
 
 
@@ -68,11 +75,15 @@ class TicketService:
         actor_type: AuthorType,
         actor_id: uuid.UUID | None,
         via: str,
+        tags: list[str] | None = None,
+        follow_up_of_id: uuid.UUID | None = None,
+        mail_kind: str | None = None,
     ) -> Ticket:
         ticket = Ticket(
             id=uuid.uuid4(), subject=subject, description=description, status=TicketStatus.new,
             channel=channel, requester_id=requester_id, group_id=group_id,
-            organization_id=organization_id, tags=[], custom_fields={},
+            organization_id=organization_id, tags=tags or [], custom_fields={},
+            follow_up_of_id=follow_up_of_id,
         )
         session.add(ticket)
         await session.flush()
@@ -81,29 +92,101 @@ class TicketService:
             action="create", via=via,
             changes={"status": {"from": None, "to": ticket.status.value}},
         )
-        events.emit(session, topic=events.TOPIC_CREATED, ticket=snapshot(ticket), via=via)
+        # mail_kind lets the mailer leave automatic mail unanswered (no acknowledgement loops)
+        events.emit(
+            session, topic=events.TOPIC_CREATED, ticket=snapshot(ticket), via=via,
+            mail_kind=mail_kind, follow_up_of_id=str(follow_up_of_id) if follow_up_of_id else None,
+        )
         return ticket
 
-    def add_comment(
+    async def set_status(
+        self,
+        session: AsyncSession,
+        ticket: Ticket,
+        status: TicketStatus,
+        *,
+        actor_type: AuthorType,
+        actor_id: uuid.UUID | None,
+        via: str,
+    ) -> bool:
+        """Moves the ticket to `status` with its side effects; False if it already was."""
+        old = ticket.status
+        if old is status:
+            return False
+        ticket.status = status
+        if status is TicketStatus.solved:
+            ticket.solved_at = func.now()
+        elif old in (TicketStatus.solved, TicketStatus.closed):
+            ticket.solved_at = None
+        await session.flush()
+        audit_service.record(
+            session, ticket_id=ticket.id, actor_type=actor_type, actor_id=actor_id,
+            action="update", via=via, changes={"status": {"from": old.value, "to": status.value}},
+        )
+        await session.refresh(ticket)
+        events.emit(
+            session, topic=events.TOPIC_STATUS_CHANGED, ticket=snapshot(ticket),
+            previous_status=old.value, via=via,
+        )
+        return True
+
+    async def resolve_merged(self, session: AsyncSession, ticket: Ticket) -> Ticket:
+        """Follows `merged_into` links to the ticket that lives on (bounded: no cycles)."""
+        for _ in range(10):
+            if ticket.merged_into_id is None:
+                return ticket
+            target = await session.get(Ticket, ticket.merged_into_id)
+            if target is None:
+                return ticket
+            ticket = target
+        return ticket
+
+    async def add_comment(
         self,
         session: AsyncSession,
         *,
         ticket: Ticket,
         author_type: AuthorType,
         body: str,
+        via: str,
         html_body: str | None = None,
         visibility: Visibility = Visibility.public,
         author_customer_id: uuid.UUID | None = None,
         author_agent_id: uuid.UUID | None = None,
         inbound_message_id: uuid.UUID | None = None,
+        matched_rule: str | None = None,
+        mail_kind: str | None = None,
+        announce: bool = True,
     ) -> TicketComment:
+        """Adds the comment with its audit entry and (if `announce`) its `commented` event.
+
+        A new ticket's first comment is announced by the `created` event instead."""
         comment = TicketComment(
             id=uuid.uuid4(), ticket_id=ticket.id, author_type=author_type,
             author_customer_id=author_customer_id, author_agent_id=author_agent_id,
             visibility=visibility, body=body, html_body=html_body,
-            inbound_message_id=inbound_message_id,
+            inbound_message_id=inbound_message_id, matched_rule=matched_rule, mail_kind=mail_kind,
         )
         session.add(comment)
+        ticket.updated_at = func.now()
+        await session.flush()
+        await session.refresh(ticket)
+        actor_id = author_agent_id or author_customer_id
+        audit_service.record(
+            session, ticket_id=ticket.id, actor_type=author_type, actor_id=actor_id,
+            action="comment", via=via,
+            changes={"comment": {"id": str(comment.id), "visibility": visibility.value}},
+        )
+        if not announce:
+            return comment
+        events.emit(
+            session, topic=events.TOPIC_COMMENTED, ticket=snapshot(ticket), via=via,
+            comment={
+                "id": str(comment.id), "visibility": visibility.value,
+                "author_type": author_type.value, "author_id": str(actor_id) if actor_id else None,
+                "body": body, "mail_kind": mail_kind,
+            },
+        )
         return comment
 
     def add_attachment(
@@ -144,3 +227,45 @@ class TicketService:
 
 
 ticket_service = TicketService()
+
+
+class ParticipantService:
+    """Who may write into a ticket by email: its requester and its followers."""
+
+    async def is_participant(
+        self, session: AsyncSession, ticket: Ticket, customer_id: uuid.UUID | None
+    ) -> bool:
+        if customer_id is None:
+            return False
+        if ticket.requester_id == customer_id:
+            return True
+        found = await session.scalar(
+            select(ticket_followers.c.customer_id).where(
+                ticket_followers.c.ticket_id == ticket.id,
+                ticket_followers.c.customer_id == customer_id,
+            )
+        )
+        return found is not None
+
+    async def add_followers(
+        self, session: AsyncSession, ticket: Ticket, customer_ids: list[uuid.UUID], *, cap: int
+    ) -> int:
+        """Adds up to `cap` followers in all; returns how many were added."""
+        existing = set(
+            await session.scalars(
+                select(ticket_followers.c.customer_id).where(ticket_followers.c.ticket_id == ticket.id)
+            )
+        )
+        room = max(0, cap - len(existing))
+        new = [c for c in dict.fromkeys(customer_ids) if c not in existing and c != ticket.requester_id]
+        new = new[:room]
+        if new:
+            await session.execute(
+                insert(ticket_followers)
+                .values([{"ticket_id": ticket.id, "customer_id": c} for c in new])
+                .on_conflict_do_nothing()
+            )
+        return len(new)
+
+
+participant_service = ParticipantService()

@@ -1,0 +1,116 @@
+"""Which existing ticket, if any, a message belongs to — and by which rule.
+
+Evidence, strongest first: a reply token that verifies for the sender's address ▸ a Message-ID
+the ticket sent or received, quoted in In-Reply-To/References ▸ `[#NUMBER]` in the subject.
+The last two count only for a participant (requester or follower): a stranger who knows a
+ticket number or a Message-ID gets a new ticket, never a say in someone else's.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from dataclasses import dataclass
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from core.enums import MessageDirection
+from core.mail.addresses import split_address, support_mailbox
+from core.mail.parse import ParsedMail
+from core.mail.tokens import token_number, verify_token
+from core.tickets.models import MessageId, Ticket
+from core.tickets.service import participant_service
+
+_SUBJECT_TAG = re.compile(r"\[#(\d{1,12})\]")
+
+
+@dataclass(frozen=True)
+class Sender:
+    address: str
+    customer_id: uuid.UUID | None
+    agent_id: uuid.UUID | None
+
+
+@dataclass(frozen=True)
+class ThreadMatch:
+    ticket: Ticket
+    rule: str  # token, message_id, subject
+    # the sender is an agent but proved nothing: evidence of a ticket, no right to act on it
+    unproven_agent: bool = False
+
+
+@dataclass(frozen=True)
+class ThreadSearch:
+    match: ThreadMatch | None
+    note: str | None = None  # e.g. a token that did not verify
+
+
+def reply_tokens(mail: ParsedMail, rcpt_tos: list[str], mailboxes: dict[str, str]) -> list[str]:
+    tokens: list[str] = []
+    for address in [*rcpt_tos, *mail.to, *mail.cc]:
+        if support_mailbox(address, mailboxes) is None:
+            continue
+        _, tag, _ = split_address(address)
+        if tag and tag.lower() not in tokens:
+            tokens.append(tag.lower())
+    return tokens
+
+
+async def _live_ticket(session: AsyncSession, **where: object) -> Ticket | None:
+    query = select(Ticket).where(Ticket.deleted_at.is_(None))
+    for name, value in where.items():
+        query = query.where(getattr(Ticket, name) == value)
+    return await session.scalar(query)
+
+
+async def find_thread(
+    session: AsyncSession,
+    *,
+    mail: ParsedMail,
+    rcpt_tos: list[str],
+    mailboxes: dict[str, str],
+    sender: Sender,
+    secret: bytes,
+) -> ThreadSearch:
+    note = None
+    for token in reply_tokens(mail, rcpt_tos, mailboxes):
+        number = token_number(token)
+        ticket = await _live_ticket(session, number=number) if number is not None else None
+        if ticket is not None and verify_token(secret, token, ticket_id=ticket.id, address=sender.address):
+            return ThreadSearch(ThreadMatch(ticket, "token"))
+        note = "a reply token was present but did not verify for this sender"
+
+    candidates: list[tuple[Ticket, str]] = []
+    referenced = [*mail.in_reply_to, *reversed(mail.references)]
+    if referenced:
+        row = (
+            await session.execute(
+                select(MessageId.ticket_id, MessageId.direction)
+                .where(MessageId.message_id.in_(referenced))
+                .order_by(MessageId.created_at.desc())
+                .limit(1)
+            )
+        ).first()
+        if row is not None and (ticket := await _live_ticket(session, id=row.ticket_id)):
+            candidates.append((ticket, "message_id"))
+    for returned in mail.returned_message_ids:  # a bounce of something we sent
+        row = await session.scalar(
+            select(MessageId.ticket_id).where(
+                MessageId.message_id == returned, MessageId.direction == MessageDirection.outbound
+            )
+        )
+        if row is not None and (ticket := await _live_ticket(session, id=row)):
+            return ThreadSearch(ThreadMatch(ticket, "bounce"), note)
+    tag = _SUBJECT_TAG.search(mail.subject)
+    if tag and (ticket := await _live_ticket(session, number=int(tag.group(1)))):
+        candidates.append((ticket, "subject"))
+
+    for ticket, rule in candidates:
+        if sender.agent_id is not None:
+            return ThreadSearch(ThreadMatch(ticket, rule, unproven_agent=True), note)
+        if await participant_service.is_participant(session, ticket, sender.customer_id):
+            return ThreadSearch(ThreadMatch(ticket, rule), note)
+    if candidates:
+        note = (note + "; " if note else "") + "references a ticket but the sender is not a participant"
+    return ThreadSearch(None, note)
