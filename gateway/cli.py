@@ -1,4 +1,4 @@
-"""The `helpdesk` command: serve, migrate, token create."""
+"""The `helpdesk` command: serve, migrate, import-mbox, token create."""
 
 from __future__ import annotations
 
@@ -37,6 +37,9 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--data-dir", type=Path, dest="serve_data_dir")
 
     commands.add_parser("migrate", help="upgrade the database schema to the newest version")
+
+    mbox = commands.add_parser("import-mbox", help="feed every message of an mbox through ingest")
+    mbox.add_argument("path", type=Path)
 
     token = commands.add_parser("token", help="API tokens")
     token_commands = token.add_subparsers(dest="token_command", required=True)
@@ -140,6 +143,51 @@ async def token_create(settings: Settings, args: argparse.Namespace) -> None:
     print(token)
 
 
+async def import_mbox_command(settings: Settings, path: Path) -> None:
+    from core.ingest.intake import Intake
+    from core.ingest.mbox import import_mbox
+    from core.ingest.pipeline import Pipeline
+    from core.ingest.runner import IngestRunner
+    from core.metrics import Metrics
+
+    if not path.is_file():
+        raise CliError(f"no such mbox file: {path}")
+    async with database(settings) as db:
+        intake = Intake(db)
+        await intake.start()
+        try:
+            report = await import_mbox(
+                db, intake, path, mailboxes=settings.support_mailboxes,
+                progress=Progress("queued"),
+            )
+        finally:
+            await intake.stop()
+        runner = IngestRunner(db, Pipeline.from_settings(settings), Metrics(), workers=1)
+        processed = await runner.drain()
+    print(
+        f"{report.total} messages: {report.queued} queued, {report.skipped} already received; "
+        f"{processed} processed"
+    )
+
+
+class Progress:
+    """A one-line progress bar on stderr (only on a terminal)."""
+
+    def __init__(self, label: str) -> None:
+        self.label = label
+        self.tty = sys.stderr.isatty()
+
+    def __call__(self, done: int, total: int) -> None:
+        if not self.tty:
+            return
+        width = 30
+        filled = width * done // max(total, 1)
+        sys.stderr.write(f"\r{self.label} [{'#' * filled}{'.' * (width - filled)}] {done}/{total}")
+        if done >= total:
+            sys.stderr.write("\n")
+        sys.stderr.flush()
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(
@@ -155,6 +203,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             asyncio.run(serve(settings))
         elif args.command == "migrate":
             asyncio.run(migrate(settings))
+        elif args.command == "import-mbox":
+            asyncio.run(import_mbox_command(settings, args.path))
         elif args.command == "token":
             asyncio.run(token_create(settings, args))
     except CliError as exc:

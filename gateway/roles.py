@@ -8,7 +8,6 @@ from dataclasses import dataclass, field
 
 from aiohttp import web
 
-from core.attachments import AttachmentStore
 from core.bootstrap import bootstrap
 from core.config import Settings
 from core.db import Database
@@ -41,25 +40,23 @@ class Gateway:
         settings = self.settings
         self.admin_token = await bootstrap(self.db, settings)
         if "worker" in settings.roles:
-            pipeline = Pipeline(
-                mailboxes=settings.support_mailboxes,
-                store=AttachmentStore(settings.attachments_dir),
-                max_followers=settings.max_followers,
-                ticket_inbound_per_hour=settings.ticket_inbound_per_hour,
-            )
             self.runner = IngestRunner(
-                self.db, pipeline, self.metrics, workers=settings.ingest_workers,
+                self.db, Pipeline.from_settings(settings), self.metrics, workers=settings.ingest_workers,
                 max_attempts=settings.ingest_max_attempts, poll_seconds=settings.ingest_poll_seconds,
             )
             await self.runner.start()
-        if "smtp" in settings.roles:
+        if "smtp" in settings.roles or "api" in settings.roles:
             wake = self.runner.wake if self.runner is not None else (lambda: None)
             self._intake = Intake(self.db, on_commit=wake)
             await self._intake.start()
+        if "smtp" in settings.roles:
+            assert self._intake is not None
             self._smtp = SmtpServer(settings, self._intake, self.metrics)
             self.smtp_port = await self._smtp.start(settings.smtp_host, settings.smtp_port)
         if "api" in settings.roles:
-            self._http = web.AppRunner(create_app(settings, self.db, self.metrics), access_log=None)
+            assert self._intake is not None
+            app = create_app(settings, self.db, self.metrics, intake=self._intake)
+            self._http = web.AppRunner(app, access_log=None)
             await self._http.setup()
             site = web.TCPSite(self._http, settings.http_host, settings.http_port)
             await site.start()
@@ -69,10 +66,10 @@ class Gateway:
         """Drain: no new mail, finish SMTP transactions, store what was accepted, then stop."""
         if self._smtp is not None:
             await self._smtp.stop(self.settings.smtp_drain_seconds)
-        if self._intake is not None:
-            await self._intake.stop()
         if self._http is not None:
             await self._http.cleanup()
+        if self._intake is not None:
+            await self._intake.stop()
         if self.runner is not None:
             await self.runner.stop()
         await self.db.dispose()

@@ -18,6 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.agents.models import Agent
 from core.attachments import AttachmentStore
+from core.config import Settings
 from core.customers.models import Customer
 from core.customers.service import customer_service
 from core.enums import AuthorType, Channel, InboundStatus, MessageDirection, TicketStatus, Visibility
@@ -77,6 +78,15 @@ class Pipeline:
         self.store = store
         self.max_followers = max_followers
         self.ticket_inbound_per_hour = ticket_inbound_per_hour
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Pipeline:
+        return cls(
+            mailboxes=settings.support_mailboxes,
+            store=AttachmentStore(settings.attachments_dir),
+            max_followers=settings.max_followers,
+            ticket_inbound_per_hour=settings.ticket_inbound_per_hour,
+        )
 
     async def run(self, session: AsyncSession, inbound: InboundMessage) -> Outcome:
         duplicate = await self.find_duplicate(session, inbound)

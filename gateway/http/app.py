@@ -9,9 +9,10 @@ from aiohttp import web
 from core.attachments import AttachmentStore
 from core.config import Settings
 from core.db import Database
+from core.ingest.intake import Intake
 from core.metrics import Metrics
 from gateway.http import directory, inbound, middleware, openapi, system, tickets
-from gateway.http.keys import DB, METRICS, SETTINGS, STORE
+from gateway.http.keys import DB, INTAKE, METRICS, SETTINGS, STORE
 
 ROUTE_TABLES = (tickets.routes, directory.routes, inbound.routes, system.routes)
 
@@ -23,7 +24,9 @@ def _version() -> str:
         return "0.0.0"
 
 
-def create_app(settings: Settings, db: Database, metrics: Metrics) -> web.Application:
+def create_app(
+    settings: Settings, db: Database, metrics: Metrics, *, intake: Intake
+) -> web.Application:
     app = web.Application(
         middlewares=[middleware.errors, middleware.unit_of_work, middleware.auth],
         client_max_size=settings.max_message_bytes + 1024 * 1024,
@@ -32,6 +35,7 @@ def create_app(settings: Settings, db: Database, metrics: Metrics) -> web.Applic
     app[DB] = db
     app[METRICS] = metrics
     app[STORE] = AttachmentStore(settings.attachments_dir)
+    app[INTAKE] = intake
     for table in ROUTE_TABLES:
         table.add_to(app)
     app[openapi.OPENAPI_KEY] = openapi.build(

@@ -10,10 +10,13 @@ from pydantic import BaseModel, ConfigDict
 from sqlalchemy import select, tuple_
 
 from core.enums import AgentRole, InboundStatus
+from core.ingest.intake import IntakeUnavailable, Submission
 from core.ingest.models import InboundMessage
+from core.ingest.submission import support_recipients
+from core.mail.addresses import support_mailbox
 from core.pagination import Cursor, clamp_limit
 from gateway.http.errors import ApiError, not_found
-from gateway.http.keys import AGENT, SESSION
+from gateway.http.keys import AGENT, INTAKE, SESSION, SETTINGS
 from gateway.http.routing import RouteTable, parse_query
 from gateway.http.tickets import Page, attachment_response
 
@@ -116,3 +119,66 @@ async def get_raw(request: web.Request) -> web.Response:
     require_staff(request)
     inbound = await inbound_or_404(request)
     return attachment_response(inbound.raw, f"{inbound.id}.eml", "message/rfc822")
+
+
+class Accepted(BaseModel):
+    id: uuid.UUID
+    status: InboundStatus
+
+
+class SubmitQuery(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    recipient: str | None = None
+
+
+@routes.post(
+    "/api/v1/inbound", summary="Submit a raw RFC 5322 message to the ingest pipeline",
+    response=Accepted, query=SubmitQuery, statuses=(202,), raw_body="message/rfc822",
+)
+async def submit_inbound(request: web.Request) -> web.Response:
+    require_staff(request)
+    settings = request.app[SETTINGS]
+    query = parse_query(request, SubmitQuery)
+    raw = await request.read()
+    if not raw.strip():
+        raise ApiError(422, "validation_failed", "empty message", {"body": "a raw RFC 5322 message is required"})
+    if len(raw) > settings.max_message_bytes:
+        raise ApiError(413, "too_large", f"message exceeds {settings.max_message_bytes} bytes")
+    if query.recipient is not None:
+        if support_mailbox(query.recipient, settings.support_mailboxes) is None:
+            raise ApiError(422, "validation_failed", "not a support address",
+                           {"recipient": f"{query.recipient} is not a support address"})
+        rcpt = [query.recipient]
+    else:
+        rcpt = support_recipients(raw, settings.support_mailboxes)
+        if not rcpt:
+            raise ApiError(422, "validation_failed", "no support address among the recipients",
+                           {"recipient": "give ?recipient= or address the message to a support address"})
+    try:
+        inbound_id = await request.app[INTAKE].submit(
+            Submission(mail_from="", rcpt_tos=rcpt, raw=raw, source="api", peer=request.remote)
+        )
+    except IntakeUnavailable:
+        raise ApiError(503, "unavailable", "the message could not be stored; retry later") from None
+    body = Accepted(id=inbound_id, status=InboundStatus.pending)
+    return web.json_response(text=body.model_dump_json(), status=202)
+
+
+@routes.post(
+    "/api/v1/inbound/{inbound}/reprocess", summary="Send a quarantined message through the pipeline again",
+    response=Accepted, statuses=(202,),
+)
+async def reprocess_inbound(request: web.Request) -> web.Response:
+    require_staff(request)
+    inbound = await inbound_or_404(request)
+    if inbound.status is not InboundStatus.quarantined:
+        raise ApiError(409, "conflict", f"only quarantined messages can be reprocessed (this one is {inbound.status.value})")
+    inbound.status = InboundStatus.pending
+    inbound.attempts = 0
+    inbound.retry_at = None
+    inbound.reason = None
+    inbound.last_error = None
+    inbound.processed_at = None
+    body = Accepted(id=inbound.id, status=InboundStatus.pending)
+    return web.json_response(text=body.model_dump_json(), status=202)

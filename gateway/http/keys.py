@@ -7,12 +7,14 @@ from aiohttp import web
 from core.attachments import AttachmentStore
 from core.config import Settings
 from core.db import Database
+from core.ingest.intake import Intake
 from core.metrics import Metrics
 
 SETTINGS = web.AppKey("settings", Settings)
 DB = web.AppKey("db", Database)
 METRICS = web.AppKey("metrics", Metrics)
 STORE = web.AppKey("store", AttachmentStore)
+INTAKE = web.AppKey("intake", Intake)
 
 # request-scoped (aiohttp requests are plain mappings)
 SESSION = "helpdesk.session"

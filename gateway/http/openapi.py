@@ -31,14 +31,12 @@ ERROR_SCHEMA = {
 
 
 def build(operations: list[Operation], *, version: str) -> dict[str, Any]:
-    models: list[type[BaseModel]] = []
+    wanted: list[tuple[type[BaseModel], Any]] = []
     for op in operations:
-        for model in (op.response, op.body):
-            if model is not None and model not in models:
-                models.append(model)
-    refs, defs = models_json_schema(
-        [(m, "serialization") for m in models], ref_template="#/components/schemas/{model}"
-    )
+        for model, mode in ((op.response, "serialization"), (op.body, "validation")):
+            if model is not None and (model, mode) not in wanted:
+                wanted.append((model, mode))
+    refs, defs = models_json_schema(wanted, ref_template="#/components/schemas/{model}")
     schemas = dict(defs.get("$defs", {}))
     schemas["Error"] = ERROR_SCHEMA
     paths: dict[str, dict[str, Any]] = {}
@@ -70,7 +68,8 @@ def _operation(op: Operation, refs: dict[Any, Any]) -> dict[str, Any]:
     else:
         content = {op.content_type: {}}
     error = {"content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
-    responses: dict[str, Any] = {"200": {"description": "OK", "content": content}}
+    success = str(op.statuses[0]) if op.statuses else "200"
+    responses: dict[str, Any] = {success: {"description": "OK", "content": content}}
     if op.auth:
         responses["401"] = {"description": "Missing or invalid token", **error}
     if params:
@@ -82,4 +81,12 @@ def _operation(op: Operation, refs: dict[Any, Any]) -> dict[str, Any]:
     }
     if op.auth:
         result["security"] = [{"bearer": []}]
+    if op.body is not None:
+        schema = refs[(op.body, "validation")] if (op.body, "validation") in refs else {}
+        result["requestBody"] = {"required": True, "content": {"application/json": {"schema": schema}}}
+    elif op.raw_body is not None:
+        result["requestBody"] = {
+            "required": True,
+            "content": {op.raw_body: {"schema": {"type": "string", "format": "binary"}}},
+        }
     return result

@@ -27,7 +27,8 @@ class Operation:
     body: type[BaseModel] | None = None
     auth: bool = True
     content_type: str = "application/json"
-    statuses: tuple[int, ...] = ()
+    statuses: tuple[int, ...] = ()  # success statuses other than 200
+    raw_body: str | None = None  # content type of a non-JSON request body
 
 
 @dataclass

@@ -1,0 +1,107 @@
+"""Mail that arrives other than over SMTP: POST /inbound, reprocess, `helpdesk import-mbox`."""
+
+from __future__ import annotations
+
+import asyncio
+import mailbox
+import os
+import subprocess
+import sys
+import uuid
+from email.message import EmailMessage
+from pathlib import Path
+
+from sqlalchemy import func, select
+
+from core.enums import InboundStatus
+from core.tickets.models import Ticket
+from tests.support.gateway import SUPPORT, Running
+
+
+def message(subject: str, to: str = SUPPORT, sender: str = "api@customer.test") -> bytes:
+    m = EmailMessage()
+    m["From"], m["To"], m["Subject"] = sender, to, subject
+    m["Message-ID"] = f"<{uuid.uuid4().hex}@customer.test>"
+    m.set_content("sent through the API")
+    return m.as_bytes()
+
+
+async def test_post_inbound_feeds_the_same_pipeline(gateway: Running) -> None:
+    async with gateway.http() as client:
+        response = await client.post("/api/v1/inbound", data=message("via api"),
+                                     headers={"Content-Type": "message/rfc822"})
+        assert response.status == 202
+        accepted = await response.json()
+    inbound = await gateway.settled(accepted["id"])
+    assert inbound.status is InboundStatus.processed and inbound.source == "api"
+    async with gateway.db.unit_of_work() as session:
+        ticket = await session.get(Ticket, inbound.ticket_id)
+    assert ticket.subject == "via api"
+
+
+async def test_post_inbound_names_what_is_wrong(gateway: Running) -> None:
+    async with gateway.http() as client:
+        empty = await client.post("/api/v1/inbound", data=b"")
+        assert empty.status == 422 and "body" in (await empty.json())["error"]["fields"]
+        elsewhere = await client.post("/api/v1/inbound", data=message("x", to="someone@else.test"))
+        assert elsewhere.status == 422 and "recipient" in (await elsewhere.json())["error"]["fields"]
+        bad_rcpt = await client.post("/api/v1/inbound", params={"recipient": "x@else.test"}, data=message("x"))
+        assert bad_rcpt.status == 422
+        explicit = await client.post("/api/v1/inbound", params={"recipient": "billing@example.com"},
+                                     data=message("to billing", to="someone@else.test"))
+        assert explicit.status == 202
+
+
+async def test_reprocess_only_quarantined_messages(gateway: Running) -> None:
+    raw = b"From: a@b.test, c@d.test\r\nTo: support@example.com\r\nSubject: two senders\r\n\r\nhi\r\n"
+    async with gateway.http() as client:
+        accepted = await (await client.post("/api/v1/inbound", data=raw)).json()
+        first = await gateway.settled(accepted["id"])
+        assert first.status is InboundStatus.quarantined
+        again = await client.post(f"/api/v1/inbound/{first.id}/reprocess")
+        assert again.status == 202
+        second = await gateway.settled(first.id)
+        assert second.status is InboundStatus.quarantined and second.processed_at >= first.processed_at
+
+        ok = await (await client.post("/api/v1/inbound", data=message("fine"))).json()
+        await gateway.settled(ok["id"])
+        refused = await client.post(f"/api/v1/inbound/{ok['id']}/reprocess")
+        assert refused.status == 409
+        assert (await client.post(f"/api/v1/inbound/{uuid.uuid4()}/reprocess")).status == 404
+
+
+def run_cli(*args: str, database_url: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "HELPDESK_DATABASE_URL": database_url, "HELPDESK_DATA_DIR": str(cwd / "data")}
+    return subprocess.run(
+        [sys.executable, "-m", "gateway", *args], env=env, cwd=cwd, capture_output=True, text=True, timeout=120
+    )
+
+
+async def test_import_mbox_twice_adds_nothing_the_second_time(database_url: str, tmp_path: Path) -> None:
+    tag = uuid.uuid4().hex[:8]
+    box = mailbox.mbox(tmp_path / "old.mbox")
+    first = message(f"mbox {tag} one")
+    for raw in (first, message(f"mbox {tag} two"), first, message(f"mbox {tag} three", to="billing@example.com")):
+        box.add(raw)
+    box.flush()
+
+    result = await asyncio.to_thread(run_cli, "import-mbox", str(tmp_path / "old.mbox"), database_url=database_url, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "4 messages: 3 queued, 1 already received; 3 processed" in result.stdout
+    again = await asyncio.to_thread(run_cli, "import-mbox", str(tmp_path / "old.mbox"), database_url=database_url, cwd=tmp_path)
+    assert "4 messages: 0 queued, 4 already received; 0 processed" in again.stdout
+
+    from core.db import Database
+
+    db = Database(database_url, pool_size=1)
+    try:
+        async with db.unit_of_work() as session:
+            count = await session.scalar(select(func.count()).select_from(Ticket).where(Ticket.subject.like(f"mbox {tag} %")))
+    finally:
+        await db.dispose()
+    assert count == 3
+
+    missing = await asyncio.to_thread(run_cli, "import-mbox", str(tmp_path / "nope.mbox"), database_url=database_url, cwd=tmp_path)
+    assert missing.returncode != 0
+    assert missing.stderr.strip().startswith("helpdesk: no such mbox file")
+    assert "Traceback" not in missing.stderr
