@@ -21,6 +21,7 @@ from core.db import Database
 from core.enums import InboundStatus
 from core.ingest.models import InboundMessage
 from core.mail.parse import normalize_message_id
+from core.mail.text import clean
 
 log = logging.getLogger(__name__)
 
@@ -41,8 +42,10 @@ class Submission:
 
     def row(self) -> dict[str, object]:
         return {
-            "id": self.id, "source": self.source, "peer": self.peer, "helo": self.helo,
-            "mail_from": self.mail_from, "rcpt_tos": self.rcpt_tos, "raw": self.raw,
+            "id": self.id, "source": self.source, "peer": self.peer,
+            "helo": clean(self.helo)[:255] if self.helo else None,
+            "mail_from": clean(self.mail_from), "rcpt_tos": [clean(r) for r in self.rcpt_tos],
+            "raw": self.raw,
             "size": len(self.raw), "sha256": hashlib.sha256(self.raw).hexdigest(),
             "message_id": header_message_id(self.raw), "status": InboundStatus.pending,
         }

@@ -10,6 +10,7 @@ from email.message import EmailMessage, Message
 
 from core.mail.html import html_to_text, sanitize_html
 from core.mail.names import sanitize_filename
+from core.mail.text import clean
 
 MAX_SUBJECT = 998
 _MSGID_RE = re.compile(r"<([^<>\s]+)>")
@@ -59,14 +60,14 @@ def message_ids_in(value: str | None) -> list[str]:
     """Every `<id>` in a header value, without the angle brackets."""
     if not value:
         return []
-    return _MSGID_RE.findall(str(value))
+    return [clean(found) for found in _MSGID_RE.findall(str(value))]
 
 
 def normalize_message_id(value: str | None) -> str | None:
     if not value:
         return None
     found = message_ids_in(value)
-    candidate = found[0] if found else str(value).strip().strip("<>").strip()
+    candidate = found[0] if found else clean(str(value)).strip().strip("<>").strip()
     return candidate[:990] or None
 
 
@@ -132,11 +133,14 @@ def _header(msg: Message, name: str) -> str | None:
         value = msg.get(name)
     except Exception:  # malformed header values raise from the header registry
         return None
-    return None if value is None else str(value)
+    return None if value is None else clean(str(value))
 
 
 def _sender(msg: EmailMessage) -> tuple[str, str]:
-    froms = msg.get_all("From") or []
+    try:
+        froms = msg.get_all("From") or []
+    except Exception:  # the stdlib's address parser can raise on hostile input (e.g. "0@")
+        raise Unprocessable("From header is not a valid address") from None
     if not froms:
         raise Unprocessable("no From header")
     if len(froms) > 1:
@@ -150,18 +154,21 @@ def _sender(msg: EmailMessage) -> tuple[str, str]:
             "From must name exactly one mailbox" if addresses else "From header is not a valid address"
         )
     mailbox = addresses[0]
-    address = (mailbox.addr_spec or "").strip()
+    address = clean(mailbox.addr_spec or "").strip()
     # a strict re-parse: rejects group syntax, missing domains and smuggled commas
     local, _, domain = address.rpartition("@")
     if not local or not domain or any(c in address for c in ' ,;<>()[]\\"') and not local.startswith('"'):
         raise Unprocessable(f"From address is not valid: {address!r}")
-    return mailbox.display_name.strip()[:255], address.lower()
+    if not address.isprintable():
+        raise Unprocessable(f"From address is not valid: {address!r}")
+    return clean(mailbox.display_name).strip()[:255], address.lower()
 
 
 def _addresses(msg: EmailMessage, name: str) -> list[str]:
     try:
         headers = msg.get_all(name) or []
-        return [a.addr_spec.lower() for h in headers for a in h.addresses if a.addr_spec]
+        found = [clean(a.addr_spec).lower() for h in headers for a in h.addresses if a.addr_spec]
+        return [a for a in found if a.isprintable() and "\ufffd" not in a]
     except Exception:
         return []
 
@@ -177,17 +184,17 @@ def _content(part: Message) -> str:
     try:
         content = part.get_content()  # type: ignore[attr-defined]
         if isinstance(content, str):
-            return content
+            return clean(content)
     except Exception:
         pass
     payload = part.get_payload(decode=True) or b""
     if isinstance(payload, str):
-        return payload
+        return clean(payload)
     charset = part.get_content_charset() or "utf-8"
     try:
-        return payload.decode(charset, errors="replace")
+        return clean(payload.decode(charset, errors="replace"))
     except LookupError:
-        return payload.decode("utf-8", errors="replace")
+        return clean(payload.decode("utf-8", errors="replace"))
 
 
 def _bodies(msg: EmailMessage) -> tuple[str, str | None]:
@@ -244,9 +251,10 @@ def _attachments(msg: EmailMessage):
 
 def _filename(part: Message) -> str | None:
     try:
-        return part.get_filename()
+        name = part.get_filename()
     except Exception:
         return None
+    return clean(name) if name else None
 
 
 def _is_attachment(part: Message) -> bool:

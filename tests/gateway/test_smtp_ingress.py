@@ -211,3 +211,15 @@ async def test_recipient_address_picks_the_group(gateway: Running) -> None:
         from core.groups.models import Group
         group = await session.get(Group, ticket.group_id)
     assert group.name == "Billing"
+
+
+async def test_raw_8bit_headers_are_stored_and_ingested(gateway: Running) -> None:
+    raw = (
+        b"From: =?utf-8?q?J=C3=BCrgen?= <jurgen@customer.test>\r\nTo: support@example.com\r\n"
+        b"Subject: Gr\xc3\xbc\xdfe \xff\r\nMessage-ID: <\xff\xfe-8bit@customer.test>\r\n\r\nK\xf6rper\r\n"
+    )
+    code, reply = await asyncio.to_thread(ehlo_and_send, gateway.smtp_port, raw, [SUPPORT])
+    assert code == 250
+    inbound = await gateway.settled(queued_id(reply))
+    assert inbound.status is InboundStatus.processed and inbound.attempts == 0
+    assert inbound.raw.startswith(b"From: =?utf-8?q?J=C3=BCrgen?=")  # the original bytes, untouched

@@ -101,3 +101,15 @@ def test_support_mailbox_accepts_plus_tags_and_case() -> None:
 def test_html_helpers() -> None:
     assert sanitize_html('<form action="x"><input></form><base href="http://e">ok') == "ok"
     assert html_to_text("<div>a</div><div>b &amp; c</div><style>p{}</style>") == "a\n\nb & c"
+
+
+def test_hostile_headers_found_by_fuzzing() -> None:
+    # the stdlib's address parser raises IndexError on this one
+    with pytest.raises(Unprocessable):
+        parse(b"From: 0@\r\nTo: support@example.com\r\n\r\n")
+    # raw 8-bit bytes in headers become U+FFFD, never surrogates that PostgreSQL refuses
+    mail = parse(b"From: a@x.test\r\nCc: 0@\xc2\x80, ok@y.test\r\nSubject: caf\xe9\r\nMessage-ID: <\xff\xfe@x>\r\n\r\nbody\x00end\r\n")
+    for value in (mail.subject, mail.message_id or "", mail.text, *mail.cc):
+        value.encode("utf-8")  # would raise on a lone surrogate
+        assert "\x00" not in value
+    assert "ok@y.test" in mail.cc
