@@ -10,7 +10,7 @@ import sys
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from pydantic import ValidationError
 
@@ -23,8 +23,15 @@ class CliError(Exception):
     """A user mistake or an unavailable dependency: one line on stderr, non-zero exit."""
 
 
+class OneLineParser(argparse.ArgumentParser):
+    """Usage mistakes are one line on stderr, like every other user error."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"helpdesk: {message} (see helpdesk --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="helpdesk", description="Email-first helpdesk gateway")
+    parser = OneLineParser(prog="helpdesk", description="Email-first helpdesk gateway")
     parser.add_argument("--data-dir", type=Path, help="state directory (default ./var)")
     commands = parser.add_subparsers(dest="command", required=True)
 
