@@ -9,7 +9,7 @@ from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
 from core.enums import AuthorType
-from core.models_base import Base, created_at, pg_enum, uuid_pk
+from core.models_base import Base, created_at, created_at_in_order, pg_enum, uuid_pk
 
 
 class TicketAuditLog(Base):
@@ -24,4 +24,4 @@ class TicketAuditLog(Base):
     # {"field": {"from": old, "to": new}, ...}
     changes: Mapped[dict[str, Any]] = mapped_column(JSONB, default=dict, server_default="{}")
     via: Mapped[str | None] = mapped_column(String(32))
-    created_at: Mapped[datetime] = created_at()
+    created_at: Mapped[datetime] = created_at_in_order()

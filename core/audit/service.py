@@ -1,12 +1,23 @@
 from __future__ import annotations
 
 import uuid
+from datetime import datetime
+from enum import Enum
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.audit.models import TicketAuditLog
 from core.enums import AuthorType
+
+
+def plain(value: Any) -> Any:
+    """A field value as it is written into an audit entry (JSON)."""
+    if isinstance(value, Enum):
+        return value.value
+    if isinstance(value, (uuid.UUID, datetime)):
+        return str(value)
+    return value
 
 
 class AuditService:

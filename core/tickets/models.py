@@ -30,7 +30,7 @@ from core.enums import (
     TicketType,
     Visibility,
 )
-from core.models_base import Base, created_at, pg_enum, updated_at, uuid_pk
+from core.models_base import Base, created_at, created_at_in_order, pg_enum, updated_at, uuid_pk
 
 ticket_number_seq = Sequence("ticket_number_seq", metadata=Base.metadata)
 
@@ -99,7 +99,7 @@ class TicketComment(Base):
     # for mail: which threading rule put it here, and whether it was automatic mail
     matched_rule: Mapped[str | None] = mapped_column(String(32))
     mail_kind: Mapped[str | None] = mapped_column(String(16))
-    created_at: Mapped[datetime] = created_at()
+    created_at: Mapped[datetime] = created_at_in_order()
 
 
 class TicketAttachment(Base):

@@ -2,13 +2,22 @@
 
 from __future__ import annotations
 
+import json
 import uuid
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    model_validator,
+)
 
 from core.enums import AuthorType, Channel, TicketPriority, TicketStatus, TicketType, Visibility
+from core.schemas import EmailAddress
 
 
 class TicketOut(BaseModel):
@@ -73,3 +82,125 @@ class TicketList(BaseModel):
 class CommentList(BaseModel):
     comments: list[CommentOut]
     next_cursor: str | None
+
+
+# ---- input: what agents and integrations may send (unknown fields are refused) ----
+
+MAX_TAGS = 50
+
+
+def _tags(value: list[str]) -> list[str]:
+    cleaned: list[str] = []
+    for tag in value:
+        tag = tag.strip().lower()
+        if not tag or len(tag) > 80 or any(ch.isspace() or not ch.isprintable() for ch in tag):
+            raise ValueError(f"not a valid tag: {tag!r} (no spaces, 1-80 characters)")
+        if tag not in cleaned:
+            cleaned.append(tag)
+    if len(cleaned) > MAX_TAGS:
+        raise ValueError(f"at most {MAX_TAGS} tags")
+    return cleaned
+
+
+def _custom_fields(value: dict[str, Any]) -> dict[str, Any]:
+    if len(value) > 100 or len(json.dumps(value, default=str)) > 16_384:
+        raise ValueError("at most 100 custom fields and 16 KiB in all")
+    return value
+
+
+Tags = Annotated[list[str], AfterValidator(_tags)]
+CustomFields = Annotated[dict[str, Any], AfterValidator(_custom_fields)]
+Subject = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=998)]
+Body = Annotated[str, StringConstraints(min_length=1, max_length=65_536)]
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class CommentIn(Strict):
+    body: Body
+    visibility: Visibility = Visibility.public
+
+
+class RequesterIn(Strict):
+    email: EmailAddress
+    name: Annotated[str, StringConstraints(max_length=255)] = ""
+
+
+class TicketCreate(Strict):
+    subject: Subject
+    comment: CommentIn
+    requester_id: uuid.UUID | None = None
+    requester: RequesterIn | None = None
+    status: TicketStatus = TicketStatus.new
+    priority: TicketPriority = TicketPriority.normal
+    type: TicketType | None = None
+    assignee_id: uuid.UUID | None = None
+    group_id: uuid.UUID | None = None
+    tags: Tags = Field(default_factory=list)
+    custom_fields: CustomFields = Field(default_factory=dict)
+    external_id: Annotated[str, StringConstraints(max_length=255)] | None = None
+
+    @model_validator(mode="after")
+    def _one_requester(self) -> TicketCreate:
+        if (self.requester_id is None) == (self.requester is None):
+            raise ValueError("give exactly one of requester_id and requester")
+        if self.status is TicketStatus.closed:
+            raise ValueError("a ticket cannot be created closed")
+        return self
+
+
+class TicketUpdate(Strict):
+    """Only the fields sent are changed; `null` clears assignee, group, type or external_id."""
+
+    subject: Subject | None = None
+    status: TicketStatus | None = None
+    priority: TicketPriority | None = None
+    type: TicketType | None = None
+    assignee_id: uuid.UUID | None = None
+    group_id: uuid.UUID | None = None
+    tags: Tags | None = None
+    custom_fields: CustomFields | None = None
+    external_id: Annotated[str, StringConstraints(max_length=255)] | None = None
+    comment: CommentIn | None = None
+
+    @model_validator(mode="after")
+    def _no_null_for_required(self) -> TicketUpdate:
+        for name in ("subject", "status", "priority", "tags", "custom_fields"):
+            if name in self.model_fields_set and getattr(self, name) is None:
+                raise ValueError(f"{name} cannot be null")
+        return self
+
+
+class UpdateMany(Strict):
+    ids: Annotated[list[str], Field(min_length=1, max_length=100)]
+    changes: TicketUpdate
+
+
+class MergeIn(Strict):
+    ids: Annotated[list[str], Field(min_length=1, max_length=100)]
+    target_comment: Body | None = None
+    source_comment: Body | None = None
+
+
+class AuditOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: uuid.UUID
+    ticket_id: uuid.UUID
+    actor_type: AuthorType
+    actor_id: uuid.UUID | None
+    action: str
+    changes: dict[str, Any]
+    via: str | None
+    created_at: datetime
+
+
+class AuditList(BaseModel):
+    audits: list[AuditOut]
+    next_cursor: str | None
+
+
+class UpdateManyOut(BaseModel):
+    tickets: list[TicketOut]

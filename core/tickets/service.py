@@ -2,13 +2,14 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
+from typing import Any
 
 from sqlalchemy import Select, func, select, tuple_
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from core import events
-from core.audit.service import audit_service
+from core.audit.service import audit_service, plain
 from core.enums import AuthorType, Channel, MessageDirection, TicketStatus, Visibility
 from core.pagination import Cursor
 from core.tickets.models import (
@@ -19,6 +20,12 @@ from core.tickets.models import (
     ticket_followers,
 )
 from core.tickets.schemas import TicketOut
+
+
+CREATION_AUDITED = (
+    "subject", "status", "priority", "type", "requester_id", "assignee_id", "group_id", "tags",
+    "external_id", "follow_up_of_id",
+)
 
 
 def snapshot(ticket: Ticket) -> dict:
@@ -62,6 +69,35 @@ class TicketService:
         next_cursor = Cursor(rows[limit - 1].created_at, rows[limit - 1].id) if len(rows) > limit else None
         return rows[:limit], next_cursor
 
+    async def thread_ids(self, session: AsyncSession, ticket: Ticket) -> list[uuid.UUID]:
+        """The ticket and every ticket merged into it (at any depth)."""
+        ids, frontier = [ticket.id], [ticket.id]
+        for _ in range(10):
+            frontier = list(
+                await session.scalars(select(Ticket.id).where(Ticket.merged_into_id.in_(frontier)))
+            )
+            if not frontier:
+                break
+            ids += frontier
+        return ids
+
+    async def list_comments(
+        self, session: AsyncSession, ticket: Ticket, *, limit: int, cursor: Cursor | None = None
+    ) -> tuple[list[TicketComment], Cursor | None]:
+        """Oldest first, including the comments of tickets merged into this one."""
+        query = select(TicketComment).where(
+            TicketComment.ticket_id.in_(await self.thread_ids(session, ticket))
+        )
+        if cursor is not None:
+            query = query.where(
+                tuple_(TicketComment.created_at, TicketComment.id) > tuple_(cursor.created_at, cursor.id)
+            )
+        rows = list(
+            await session.scalars(query.order_by(TicketComment.created_at, TicketComment.id).limit(limit + 1))
+        )
+        next_cursor = Cursor(rows[limit - 1].created_at, rows[limit - 1].id) if len(rows) > limit else None
+        return rows[:limit], next_cursor
+
     async def create(
         self,
         session: AsyncSession,
@@ -78,6 +114,7 @@ class TicketService:
         tags: list[str] | None = None,
         follow_up_of_id: uuid.UUID | None = None,
         mail_kind: str | None = None,
+        fields: dict[str, Any] | None = None,
     ) -> Ticket:
         ticket = Ticket(
             id=uuid.uuid4(), subject=subject, description=description, status=TicketStatus.new,
@@ -85,12 +122,19 @@ class TicketService:
             organization_id=organization_id, tags=tags or [], custom_fields={},
             follow_up_of_id=follow_up_of_id,
         )
+        for name, value in (fields or {}).items():
+            setattr(ticket, name, value)
+        self.apply_status_effects(ticket, TicketStatus.new)
         session.add(ticket)
         await session.flush()
         audit_service.record(
             session, ticket_id=ticket.id, actor_type=actor_type, actor_id=actor_id,
             action="create", via=via,
-            changes={"status": {"from": None, "to": ticket.status.value}},
+            changes={
+                name: {"from": None, "to": plain(getattr(ticket, name))}
+                for name in CREATION_AUDITED
+                if getattr(ticket, name) not in (None, [], {})
+            },
         )
         # mail_kind lets the mailer leave automatic mail unanswered (no acknowledgement loops)
         events.emit(
@@ -114,10 +158,7 @@ class TicketService:
         if old is status:
             return False
         ticket.status = status
-        if status is TicketStatus.solved:
-            ticket.solved_at = func.now()
-        elif old in (TicketStatus.solved, TicketStatus.closed):
-            ticket.solved_at = None
+        self.apply_status_effects(ticket, old)
         await session.flush()
         audit_service.record(
             session, ticket_id=ticket.id, actor_type=actor_type, actor_id=actor_id,
@@ -129,6 +170,14 @@ class TicketService:
             previous_status=old.value, via=via,
         )
         return True
+
+    @staticmethod
+    def apply_status_effects(ticket: Ticket, previous: TicketStatus) -> None:
+        """`solved_at` is set when a ticket is solved and cleared when it is reopened."""
+        if ticket.status is TicketStatus.solved and previous is not TicketStatus.solved:
+            ticket.solved_at = func.now()
+        elif ticket.status not in (TicketStatus.solved, TicketStatus.closed):
+            ticket.solved_at = None
 
     async def resolve_merged(self, session: AsyncSession, ticket: Ticket) -> Ticket:
         """Follows `merged_into` links to the ticket that lives on (bounded: no cycles)."""

@@ -9,15 +9,15 @@ from aiohttp import web
 from pydantic import BaseModel, ConfigDict
 from sqlalchemy import select, tuple_
 
-from core.enums import AgentRole, InboundStatus
+from core.enums import InboundStatus
 from core.ingest.intake import IntakeUnavailable, Submission
 from core.ingest.models import InboundMessage
 from core.ingest.submission import support_recipients
 from core.mail.addresses import support_mailbox
 from core.pagination import Cursor, clamp_limit
 from gateway.http.errors import ApiError, not_found
-from gateway.http.keys import AGENT, INTAKE, SESSION, SETTINGS
-from gateway.http.routing import RouteTable, parse_query
+from gateway.http.keys import INTAKE, SESSION, SETTINGS
+from gateway.http.routing import STAFF, RouteTable, parse_query
 from gateway.http.tickets import Page, attachment_response
 
 routes = RouteTable("inbound")
@@ -55,11 +55,6 @@ class InboundQuery(Page):
     status: InboundStatus | None = None
 
 
-def require_staff(request: web.Request) -> None:
-    if request[AGENT].role is AgentRole.light_agent:
-        raise ApiError(403, "forbidden", "light agents cannot read raw inbound mail")
-
-
 async def inbound_or_404(request: web.Request) -> InboundMessage:
     try:
         inbound_id = uuid.UUID(request.match_info["inbound"])
@@ -72,11 +67,10 @@ async def inbound_or_404(request: web.Request) -> InboundMessage:
 
 
 @routes.get(
-    "/api/v1/inbound", summary="Inbound messages, newest first", response=InboundList,
+    "/api/v1/inbound", roles=STAFF, summary="Inbound messages, newest first", response=InboundList,
     query=InboundQuery,
 )
 async def list_inbound(request: web.Request) -> web.Response:
-    require_staff(request)
     query = parse_query(request, InboundQuery)
     limit = clamp_limit(query.limit)
     # every column but the raw bytes
@@ -104,19 +98,17 @@ async def list_inbound(request: web.Request) -> web.Response:
     return web.json_response(text=body.model_dump_json())
 
 
-@routes.get("/api/v1/inbound/{inbound}", summary="One inbound message's record", response=InboundOut)
+@routes.get("/api/v1/inbound/{inbound}", roles=STAFF, summary="One inbound message's record", response=InboundOut)
 async def get_inbound(request: web.Request) -> web.Response:
-    require_staff(request)
     inbound = await inbound_or_404(request)
     return web.json_response(text=InboundOut.model_validate(inbound).model_dump_json())
 
 
 @routes.get(
-    "/api/v1/inbound/{inbound}/raw", summary="The message exactly as received",
+    "/api/v1/inbound/{inbound}/raw", roles=STAFF, summary="The message exactly as received",
     content_type="message/rfc822",
 )
 async def get_raw(request: web.Request) -> web.Response:
-    require_staff(request)
     inbound = await inbound_or_404(request)
     return attachment_response(inbound.raw, f"{inbound.id}.eml", "message/rfc822")
 
@@ -133,11 +125,10 @@ class SubmitQuery(BaseModel):
 
 
 @routes.post(
-    "/api/v1/inbound", summary="Submit a raw RFC 5322 message to the ingest pipeline",
+    "/api/v1/inbound", roles=STAFF, summary="Submit a raw RFC 5322 message to the ingest pipeline",
     response=Accepted, query=SubmitQuery, statuses=(202,), raw_body="message/rfc822",
 )
 async def submit_inbound(request: web.Request) -> web.Response:
-    require_staff(request)
     settings = request.app[SETTINGS]
     query = parse_query(request, SubmitQuery)
     raw = await request.read()
@@ -166,11 +157,10 @@ async def submit_inbound(request: web.Request) -> web.Response:
 
 
 @routes.post(
-    "/api/v1/inbound/{inbound}/reprocess", summary="Send a quarantined message through the pipeline again",
+    "/api/v1/inbound/{inbound}/reprocess", roles=STAFF, summary="Send a quarantined message through the pipeline again",
     response=Accepted, statuses=(202,),
 )
 async def reprocess_inbound(request: web.Request) -> web.Response:
-    require_staff(request)
     inbound = await inbound_or_404(request)
     if inbound.status is not InboundStatus.quarantined:
         raise ApiError(409, "conflict", f"only quarantined messages can be reprocessed (this one is {inbound.status.value})")

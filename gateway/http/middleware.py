@@ -8,12 +8,16 @@ import logging
 from aiohttp import web
 
 from core.agents.tokens import authenticate
+from core.errors import Conflict, DomainError, Forbidden, Invalid, NotFound
 from gateway.http.errors import ApiError, error_response
 from gateway.http.keys import AGENT, DB, SESSION
 
 log = logging.getLogger(__name__)
 
 API_PREFIX = "/api/v1/"
+DOMAIN_STATUS: dict[type[DomainError], int] = {
+    DomainError: 422, Invalid: 422, NotFound: 404, Conflict: 409, Forbidden: 403,
+}
 PUBLIC_PATHS = {"/api/v1/openapi.json"}
 
 
@@ -24,6 +28,8 @@ async def errors(request: web.Request, handler):  # type: ignore[no-untyped-def]
         return await handler(request)
     except ApiError as exc:
         return exc.response()
+    except DomainError as exc:
+        return error_response(DOMAIN_STATUS[type(exc)], exc.code, exc.message, exc.fields)
     except json.JSONDecodeError:
         return error_response(400, "malformed_json", "request body is not valid JSON")
     except web.HTTPException as exc:

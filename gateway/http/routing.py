@@ -1,7 +1,10 @@
-"""Route tables that know their pydantic models, so the OpenAPI document is derived, not written."""
+"""Route tables that know their models and roles: the OpenAPI document is derived, not written,
+and every route states who may call it."""
 
 from __future__ import annotations
 
+import functools
+import json
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TypeVar
@@ -9,10 +12,16 @@ from typing import TypeVar
 from aiohttp import web
 from pydantic import BaseModel, ValidationError
 
-from gateway.http.errors import from_validation
+from core.enums import AgentRole
+from gateway.http.errors import ApiError, from_validation
+from gateway.http.keys import AGENT
 
 M = TypeVar("M", bound=BaseModel)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+EVERYONE = frozenset(AgentRole)
+STAFF = frozenset({AgentRole.admin, AgentRole.agent})
+ADMIN = frozenset({AgentRole.admin})
 
 
 @dataclass(frozen=True)
@@ -26,9 +35,20 @@ class Operation:
     query: type[BaseModel] | None = None
     body: type[BaseModel] | None = None
     auth: bool = True
+    roles: frozenset[AgentRole] = EVERYONE
     content_type: str = "application/json"
     statuses: tuple[int, ...] = ()  # success statuses other than 200
     raw_body: str | None = None  # content type of a non-JSON request body
+
+
+def _guarded(handler: Handler, roles: frozenset[AgentRole]) -> Handler:
+    @functools.wraps(handler)
+    async def guarded(request: web.Request) -> web.StreamResponse:
+        if request[AGENT].role not in roles:
+            raise ApiError(403, "forbidden", f"a {request[AGENT].role.value} may not do this")
+        return await handler(request)
+
+    return guarded
 
 
 @dataclass
@@ -51,9 +71,16 @@ class RouteTable:
     def post(self, path: str, *, summary: str, **options: object) -> Callable[[Handler], Handler]:
         return self.route("POST", path, summary=summary, **options)
 
+    def put(self, path: str, *, summary: str, **options: object) -> Callable[[Handler], Handler]:
+        return self.route("PUT", path, summary=summary, **options)
+
+    def delete(self, path: str, *, summary: str, **options: object) -> Callable[[Handler], Handler]:
+        return self.route("DELETE", path, summary=summary, **options)
+
     def add_to(self, app: web.Application) -> None:
         for op in self.operations:
-            app.router.add_route(op.method, op.path, op.handler)
+            handler = _guarded(op.handler, op.roles) if op.auth and op.roles != EVERYONE else op.handler
+            app.router.add_route(op.method, op.path, handler)
 
 
 def parse_query(request: web.Request, model: type[M]) -> M:
@@ -61,3 +88,22 @@ def parse_query(request: web.Request, model: type[M]) -> M:
         return model.model_validate(dict(request.query))
     except ValidationError as exc:
         raise from_validation(exc, where="query parameters") from exc
+
+
+async def parse_body(request: web.Request, model: type[M]) -> M:
+    """A JSON body validated by `model`: 400 if it is not JSON, 422 naming each bad field."""
+    raw = await request.read()
+    try:
+        data = json.loads(raw or b"null")
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise ApiError(400, "malformed_json", "request body is not valid JSON") from None
+    if not isinstance(data, dict):
+        raise ApiError(422, "validation_failed", "request body must be a JSON object", {"body": "expected an object"})
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        raise from_validation(exc, where="request body") from exc
+
+
+def json_response(model: BaseModel, status: int = 200) -> web.Response:
+    return web.json_response(text=model.model_dump_json(), status=status)

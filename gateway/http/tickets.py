@@ -7,12 +7,23 @@ from collections import defaultdict
 
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field
-from sqlalchemy import select
+from sqlalchemy import select, tuple_
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from core.audit.models import TicketAuditLog
 
 from core.enums import TicketPriority, TicketStatus
 from core.pagination import MAX_LIMIT, BadCursor, Cursor, clamp_limit
 from core.tickets.models import TicketAttachment, TicketComment
-from core.tickets.schemas import AttachmentOut, CommentList, CommentOut, TicketList, TicketOut
+from core.tickets.schemas import (
+    AttachmentOut,
+    AuditList,
+    AuditOut,
+    CommentList,
+    CommentOut,
+    TicketList,
+    TicketOut,
+)
 from core.tickets.service import ticket_service
 from gateway.http.errors import ApiError, not_found
 from gateway.http.keys import SESSION, STORE
@@ -80,24 +91,19 @@ async def get_ticket(request: web.Request) -> web.Response:
 async def list_comments(request: web.Request) -> web.Response:
     ticket = await ticket_or_404(request)
     page = parse_query(request, Page)
-    limit = clamp_limit(page.limit)
     session = request[SESSION]
-    query = select(TicketComment).where(TicketComment.ticket_id == ticket.id)
-    cursor = page.decoded_cursor()
-    if cursor is not None:
-        query = query.where(
-            (TicketComment.created_at > cursor.created_at)
-            | ((TicketComment.created_at == cursor.created_at) & (TicketComment.id > cursor.id))
-        )
-    comments = list(
-        await session.scalars(
-            query.order_by(TicketComment.created_at, TicketComment.id).limit(limit + 1)
-        )
+    comments, next_cursor = await ticket_service.list_comments(
+        session, ticket, limit=clamp_limit(page.limit), cursor=page.decoded_cursor()
     )
-    next_cursor = None
-    if len(comments) > limit:
-        comments = comments[:limit]
-        next_cursor = Cursor(comments[-1].created_at, comments[-1].id).encode()
+    body = CommentList(
+        comments=await comments_out(session, comments),
+        next_cursor=next_cursor.encode() if next_cursor else None,
+    )
+    return web.json_response(text=body.model_dump_json())
+
+
+async def comments_out(session: AsyncSession, comments: list[TicketComment]) -> list[CommentOut]:
+    """Comments with their attachments and download URLs, in one query for all attachments."""
     attachments: dict[uuid.UUID, list[AttachmentOut]] = defaultdict(list)
     if comments:
         rows = await session.scalars(
@@ -110,19 +116,37 @@ async def list_comments(request: web.Request) -> web.Response:
                 AttachmentOut(
                     id=a.id, filename=a.filename, content_type=a.content_type, size=a.size,
                     sha256=a.sha256, inline=a.inline, content_id=a.content_id,
-                    url=f"/api/v1/tickets/{ticket.id}/attachments/{a.id}",
+                    url=f"/api/v1/tickets/{a.ticket_id}/attachments/{a.id}",
                 )
             )
-    body = CommentList(
-        comments=[
-            CommentOut.model_validate(
-                {**{k: getattr(c, k) for k in CommentOut.model_fields if k != "attachments"},
-                 "attachments": attachments[c.id]}
-            )
-            for c in comments
-        ],
-        next_cursor=next_cursor,
-    )
+    return [
+        CommentOut.model_validate(
+            {**{k: getattr(c, k) for k in CommentOut.model_fields if k != "attachments"},
+             "attachments": attachments[c.id]}
+        )
+        for c in comments
+    ]
+
+
+@routes.get(
+    "/api/v1/tickets/{ticket}/audits", summary="A ticket's audit trail, oldest first",
+    response=AuditList, query=Page,
+)
+async def list_audits(request: web.Request) -> web.Response:
+    ticket = await ticket_or_404(request)
+    page = parse_query(request, Page)
+    limit = clamp_limit(page.limit)
+    query = select(TicketAuditLog).where(TicketAuditLog.ticket_id == ticket.id)
+    cursor = page.decoded_cursor()
+    if cursor is not None:
+        query = query.where(
+            tuple_(TicketAuditLog.created_at, TicketAuditLog.id) > tuple_(cursor.created_at, cursor.id)
+        )
+    rows = list(await request[SESSION].scalars(
+        query.order_by(TicketAuditLog.created_at, TicketAuditLog.id).limit(limit + 1)
+    ))
+    next_cursor = Cursor(rows[limit - 1].created_at, rows[limit - 1].id).encode() if len(rows) > limit else None
+    body = AuditList(audits=[AuditOut.model_validate(r) for r in rows[:limit]], next_cursor=next_cursor)
     return web.json_response(text=body.model_dump_json())
 
 

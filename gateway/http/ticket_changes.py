@@ -1,0 +1,142 @@
+"""Ticket changes over HTTP: create, update, update_many, delete, merge, comments."""
+
+from __future__ import annotations
+
+from aiohttp import BodyPartReader, web
+from pydantic import ValidationError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from core.actor import Actor
+from core.attachments import AttachmentStore
+from core.errors import Invalid
+from core.mail.names import sanitize_filename
+from core.tickets.changes import require_ticket, ticket_changes
+from core.tickets.models import TicketComment
+from core.tickets.schemas import (
+    CommentIn,
+    CommentOut,
+    MergeIn,
+    TicketCreate,
+    TicketOut,
+    TicketUpdate,
+    UpdateMany,
+    UpdateManyOut,
+)
+from core.tickets.service import ticket_service
+from gateway.http.errors import from_validation
+from gateway.http.keys import AGENT, SESSION, STORE
+from gateway.http.routing import EVERYONE, STAFF, RouteTable, json_response, parse_body
+from gateway.http.tickets import comments_out
+
+routes = RouteTable("tickets")
+MAX_FILES = 20
+
+
+def actor(request: web.Request) -> Actor:
+    return Actor.agent(request[AGENT])
+
+
+# registered before `/tickets/{ticket}` so that `update_many` is not taken for a ticket id
+@routes.put(
+    "/api/v1/tickets/update_many", summary="Update up to 100 tickets, all or nothing",
+    body=UpdateMany, response=UpdateManyOut, roles=STAFF,
+)
+async def update_many(request: web.Request) -> web.Response:
+    data = await parse_body(request, UpdateMany)
+    tickets = await ticket_changes.update_many(request[SESSION], data.ids, data.changes, actor(request))
+    return json_response(UpdateManyOut(tickets=[TicketOut.model_validate(t) for t in tickets]))
+
+
+@routes.post(
+    "/api/v1/tickets", summary="Create a ticket", body=TicketCreate, response=TicketOut,
+    roles=STAFF, statuses=(201,),
+)
+async def create_ticket(request: web.Request) -> web.Response:
+    data = await parse_body(request, TicketCreate)
+    ticket = await ticket_changes.create(request[SESSION], data, actor(request))
+    return json_response(TicketOut.model_validate(ticket), status=201)
+
+
+@routes.put(
+    "/api/v1/tickets/{ticket}", summary="Update a ticket's fields, optionally with a comment",
+    body=TicketUpdate, response=TicketOut, roles=STAFF,
+)
+async def update_ticket(request: web.Request) -> web.Response:
+    data = await parse_body(request, TicketUpdate)
+    ticket = await require_ticket(request[SESSION], request.match_info["ticket"])
+    ticket = await ticket_changes.update(request[SESSION], ticket, data, actor(request))
+    return json_response(TicketOut.model_validate(ticket))
+
+
+@routes.delete("/api/v1/tickets/{ticket}", summary="Soft-delete a ticket", roles=STAFF, statuses=(204,))
+async def delete_ticket(request: web.Request) -> web.Response:
+    ticket = await require_ticket(request[SESSION], request.match_info["ticket"])
+    await ticket_changes.delete(request[SESSION], ticket, actor(request))
+    return web.Response(status=204)
+
+
+@routes.post(
+    "/api/v1/tickets/{ticket}/merge", summary="Merge the tickets in `ids` into this one",
+    body=MergeIn, response=TicketOut, roles=STAFF,
+)
+async def merge_tickets(request: web.Request) -> web.Response:
+    data = await parse_body(request, MergeIn)
+    target = await require_ticket(request[SESSION], request.match_info["ticket"])
+    target = await ticket_changes.merge(request[SESSION], target, data, actor(request))
+    return json_response(TicketOut.model_validate(target))
+
+
+@routes.post(
+    "/api/v1/tickets/{ticket}/comments",
+    summary="Add a comment (JSON, or multipart/form-data with `attachments` files)",
+    body=CommentIn, response=CommentOut, roles=EVERYONE, statuses=(201,),
+)
+async def add_comment(request: web.Request) -> web.Response:
+    session = request[SESSION]
+    if request.content_type == "multipart/form-data":
+        data, files = await read_multipart(request)
+    else:
+        data, files = await parse_body(request, CommentIn), []
+    ticket = await require_ticket(session, request.match_info["ticket"])
+    comment = await ticket_changes.comment(session, ticket, data, actor(request))
+    await store_uploads(request.app[STORE], session, comment, files)
+    [out] = await comments_out(session, [comment])
+    return json_response(out, status=201)
+
+
+async def read_multipart(request: web.Request) -> tuple[CommentIn, list[tuple[str, str, bytes]]]:
+    fields: dict[str, str] = {}
+    files: list[tuple[str, str, bytes]] = []
+    reader = await request.multipart()
+    while (part := await reader.next()) is not None:
+        if not isinstance(part, BodyPartReader):
+            raise Invalid("nested multipart is not supported", {"body": "nested multipart"})
+        if part.filename is not None:
+            if part.name != "attachments":
+                raise Invalid("files go in the `attachments` field", {part.name or "file": "unexpected file"})
+            if len(files) >= MAX_FILES:
+                raise Invalid(f"at most {MAX_FILES} attachments", {"attachments": "too many files"})
+            content_type = part.headers.get("Content-Type", "application/octet-stream")
+            files.append((part.filename, content_type, bytes(await part.read(decode=True))))
+        elif part.name in ("body", "visibility"):
+            fields[part.name] = await part.text()
+        else:
+            raise Invalid("unknown form field", {part.name or "?": "unknown field"})
+    try:
+        return CommentIn.model_validate(fields), files
+    except ValidationError as exc:
+        raise from_validation(exc, where="form fields") from exc
+
+
+async def store_uploads(
+    store: AttachmentStore, session: AsyncSession, comment: TicketComment,
+    files: list[tuple[str, str, bytes]],
+) -> None:
+    for filename, content_type, data in files:
+        digest = await store.put(data)
+        ticket_service.add_attachment(
+            session, comment=comment, filename=sanitize_filename(filename, content_type),
+            content_type=content_type, size=len(data), sha256=digest, content_id=None, inline=False,
+        )
+    if files:
+        await session.flush()
