@@ -218,7 +218,7 @@ class Pipeline:
             )
         if m.kind.kind is MailKind.bounce:
             await self.mark_bouncing(session, m.mail.failed_recipients)
-        body = extract_reply(m.mail.text, m.mail.html)
+        body = extract_reply(m.mail.text, m.mail.html_source)
         if ticket.status is TicketStatus.closed and not m.kind.automatic:
             requester = await customer_service.find_or_create(
                 session, email=m.mail.from_address, name=m.mail.from_name

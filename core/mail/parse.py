@@ -41,6 +41,8 @@ class ParsedMail:
     subject: str
     text: str
     html: str | None
+    # never stored or shown: its class markers (gmail_quote, divRplyFwdMsg) locate quoted history
+    html_source: str | None = None
     to: list[str] = field(default_factory=list)
     cc: list[str] = field(default_factory=list)
     in_reply_to: list[str] = field(default_factory=list)
@@ -75,7 +77,7 @@ def parse(raw: bytes) -> ParsedMail:
     msg = email.message_from_bytes(raw, policy=policy.default)
     assert isinstance(msg, EmailMessage)
     name, address = _sender(msg)
-    text, html = _bodies(msg)
+    text, html, html_source = _bodies(msg)
     return ParsedMail(
         message_id=normalize_message_id(_header(msg, "Message-ID")),
         from_name=name,
@@ -83,6 +85,7 @@ def parse(raw: bytes) -> ParsedMail:
         subject=_clean_subject(_header(msg, "Subject")),
         text=text,
         html=html,
+        html_source=html_source,
         to=_addresses(msg, "To"),
         cc=_addresses(msg, "Cc"),
         in_reply_to=message_ids_in(_header(msg, "In-Reply-To")),
@@ -197,13 +200,15 @@ def _content(part: Message) -> str:
         return clean(payload.decode("utf-8", errors="replace"))
 
 
-def _bodies(msg: EmailMessage) -> tuple[str, str | None]:
+def _bodies(msg: EmailMessage) -> tuple[str, str | None, str | None]:
+    """Plain text, sanitized HTML, and the HTML as sent (only for finding quoted parts)."""
     try:
         plain = msg.get_body(preferencelist=("plain",))
         rich = msg.get_body(preferencelist=("html",))
     except Exception:
         plain = rich = None
-    html = sanitize_html(_content(rich)) if rich is not None else None
+    source = _content(rich) if rich is not None else None
+    html = sanitize_html(source) if source is not None else None
     if plain is not None:
         text = _content(plain)
     elif html is not None:
@@ -212,7 +217,7 @@ def _bodies(msg: EmailMessage) -> tuple[str, str | None]:
         text = _content(msg)
     else:
         text = ""
-    return text.replace("\r\n", "\n").strip("\n"), html
+    return text.replace("\r\n", "\n").strip("\n"), html, source
 
 
 def _attachments(msg: EmailMessage):

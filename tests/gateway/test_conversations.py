@@ -279,3 +279,19 @@ async def test_a_flooded_ticket_quarantines_further_mail(database_url: str, tmp_
             raw, _ = email("flood@mail.test", "Re: x", f"again {i}", in_reply_to=first_id)
             outcomes.append((await deliver(gw, raw)).status)
         assert outcomes == [InboundStatus.processed] * 2 + [InboundStatus.quarantined] * 2
+
+
+async def test_html_only_gmail_reply_keeps_only_the_new_text(gateway: Running) -> None:
+    ticket, first_id = await new_ticket(gateway, "html@mail.test")
+    raw = (
+        f"From: html@mail.test\r\nTo: {SUPPORT}\r\nSubject: Re: x\r\nMessage-ID: <{uuid.uuid4().hex}@m>\r\n"
+        f"In-Reply-To: <{first_id}>\r\nMIME-Version: 1.0\r\nContent-Type: text/html; charset=utf-8\r\n\r\n"
+        '<div dir="ltr">Works now, thank you!</div><br><div class="gmail_quote">'
+        '<div class="gmail_attr">On Mon, 2 Mar 2026 at 09:00, Support &lt;support@example.com&gt; wrote:</div>'
+        "<blockquote class=\"gmail_quote\">My first message</blockquote></div>\r\n"
+    ).encode()
+    inbound = await deliver(gateway, raw)
+    assert inbound.ticket_id == ticket.id
+    reply = (await comments_of(gateway, ticket.id))[-1]
+    assert reply.body.strip() == "Works now, thank you!"
+    assert "gmail_quote" not in (reply.html_body or "")  # stored sanitized; the raw original stays downloadable
