@@ -2,11 +2,14 @@ from __future__ import annotations
 
 import uuid
 
-from sqlalchemy import select
+from pydantic import BaseModel
+from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.agents import tokens
 from core.agents.models import Agent
+from core.crud import Crud
+from core.errors import Conflict
 from core.enums import AgentRole
 
 
@@ -39,3 +42,19 @@ class AgentService:
 
 
 agent_service = AgentService()
+
+
+async def _keep_an_admin(session: AsyncSession, agent: Agent, data: BaseModel) -> None:
+    """The last active admin cannot be demoted or deactivated: someone must hold the keys."""
+    if agent.role is AgentRole.admin and agent.active:
+        return
+    others = await session.scalar(
+        select(func.count()).select_from(Agent).where(
+            Agent.role == AgentRole.admin, Agent.active.is_(True), Agent.id != agent.id
+        )
+    )
+    if not others:
+        raise Conflict("this is the last active admin", {"role": "keep at least one active admin"})
+
+
+agent_crud: Crud[Agent] = Crud(Agent, "agent", before_write=_keep_an_admin)

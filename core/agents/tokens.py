@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+from datetime import datetime, timezone
 import secrets
 import uuid
 
@@ -39,3 +40,8 @@ async def authenticate(session: AsyncSession, token: str) -> Agent | None:
             Agent.active.is_(True),
         )
     )
+
+
+def revoke(token: ApiToken) -> None:
+    if token.revoked_at is None:
+        token.revoked_at = datetime.now(timezone.utc)

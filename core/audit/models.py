@@ -9,7 +9,7 @@ from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
 from core.enums import AuthorType
-from core.models_base import Base, created_at, created_at_in_order, pg_enum, uuid_pk
+from core.models_base import Base, created_at_in_order, pg_enum, uuid_pk
 
 
 class TicketAuditLog(Base):

@@ -2,11 +2,14 @@ from __future__ import annotations
 
 import uuid
 
+from pydantic import BaseModel
 from sqlalchemy import any_, literal, select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from core.crud import Crud
 from core.customers.models import Customer
+from core.errors import Invalid
 from core.organizations.models import Organization
 
 
@@ -34,3 +37,20 @@ class CustomerService:
 
 
 customer_service = CustomerService()
+
+
+async def _organization_rules(session: AsyncSession, customer: Customer, data: BaseModel) -> None:
+    """An explicit organization must exist; without one, the email's domain decides."""
+    if "email" in data.model_fields_set and customer.email is None:
+        raise Invalid("email cannot be null", {"email": "required"})
+    if customer.organization_id is not None:
+        if await session.get(Organization, customer.organization_id) is None:
+            raise Invalid("unknown organization", {"organization_id": "no such organization"})
+    elif "organization_id" not in data.model_fields_set:
+        domain = customer.email.rpartition("@")[2]
+        customer.organization_id = await session.scalar(
+            select(Organization.id).where(literal(domain) == any_(Organization.domains)).limit(1)
+        )
+
+
+customer_crud: Crud[Customer] = Crud(Customer, "customer", before_write=_organization_rules)

@@ -11,12 +11,13 @@ from core.config import Settings
 from core.db import Database
 from core.ingest.intake import Intake
 from core.metrics import Metrics
-from gateway.http import directory, inbound, middleware, openapi, system, ticket_changes, tickets
+from gateway.http import admin, inbound, middleware, openapi, people, system, ticket_changes, tickets
 from gateway.http.keys import DB, INTAKE, METRICS, SETTINGS, STORE
 
 # ticket_changes first: its `/tickets/update_many` must win over `/tickets/{ticket}`
 ROUTE_TABLES = (
-    ticket_changes.routes, tickets.routes, directory.routes, inbound.routes, system.routes,
+    ticket_changes.routes, tickets.routes, *people.ROUTES, *admin.ROUTES, inbound.routes,
+    system.routes,
 )
 
 

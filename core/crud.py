@@ -1,0 +1,102 @@
+"""Plain create/read/update/delete for the simple aggregates (groups, organizations, macros,
+SLA policies, triggers), so each of them states only its schemas and its rules."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Generic, TypeVar
+
+from pydantic import BaseModel
+from pydantic_core import to_jsonable_python
+from sqlalchemy import select, tuple_
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from core.errors import Conflict, NotFound
+from core.models_base import Base
+from core.pagination import Cursor
+
+T = TypeVar("T", bound=Base)
+Hook = Callable[[AsyncSession, Any, BaseModel], Awaitable[None]]
+
+
+async def _no_hook(session: AsyncSession, obj: Any, data: BaseModel) -> None:
+    return None
+
+
+def _column_value(value: Any) -> Any:
+    """Nested input (JSONB columns) as plain JSON; scalars (UUIDs, enums) as they are."""
+    if isinstance(value, (BaseModel, list, dict)):
+        return to_jsonable_python(value)
+    return value
+
+
+@dataclass
+class Crud(Generic[T]):
+    model: type[T]
+    name: str
+    # fields of the input that are not columns, handled by the hooks (e.g. group members)
+    extra_fields: frozenset[str] = frozenset()
+    before_write: Hook = _no_hook
+    after_write: Hook = _no_hook
+    order: Sequence[str] = field(default=("created_at", "id"))
+
+    async def list(
+        self, session: AsyncSession, *, limit: int, cursor: Cursor | None = None, **filters: Any
+    ) -> tuple[list[T], Cursor | None]:
+        m = self.model
+        query = select(m)
+        for name, value in filters.items():
+            if value is not None:
+                query = query.where(getattr(m, name) == value)
+        if cursor is not None:
+            query = query.where(tuple_(m.created_at, m.id) > tuple_(cursor.created_at, cursor.id))  # type: ignore[attr-defined]
+        rows = list(await session.scalars(query.order_by(m.created_at, m.id).limit(limit + 1)))  # type: ignore[attr-defined]
+        next_cursor = Cursor(rows[limit - 1].created_at, rows[limit - 1].id) if len(rows) > limit else None  # type: ignore[attr-defined]
+        return rows[:limit], next_cursor
+
+    async def get(self, session: AsyncSession, ident: str | uuid.UUID) -> T:
+        try:
+            key = ident if isinstance(ident, uuid.UUID) else uuid.UUID(ident)
+        except ValueError:
+            raise NotFound(f"{self.name} not found") from None
+        obj = await session.get(self.model, key)
+        if obj is None:
+            raise NotFound(f"{self.name} not found")
+        return obj
+
+    async def create(self, session: AsyncSession, data: BaseModel) -> T:
+        values = {
+            name: _column_value(getattr(data, name))
+            for name in type(data).model_fields if name not in self.extra_fields
+        }
+        obj = self.model(id=uuid.uuid4(), **values)  # type: ignore[call-arg]
+        await self.before_write(session, obj, data)
+        session.add(obj)
+        await self._flush(session)
+        await self.after_write(session, obj, data)
+        await session.refresh(obj)
+        return obj
+
+    async def update(self, session: AsyncSession, obj: T, data: BaseModel) -> T:
+        for name in data.model_fields_set - self.extra_fields:
+            setattr(obj, name, _column_value(getattr(data, name)))
+        await self.before_write(session, obj, data)
+        await self._flush(session)
+        await self.after_write(session, obj, data)
+        await session.refresh(obj)
+        return obj
+
+    async def delete(self, session: AsyncSession, obj: T) -> None:
+        await session.delete(obj)
+        await self._flush(session)
+
+    async def _flush(self, session: AsyncSession) -> None:
+        try:
+            async with session.begin_nested():
+                await session.flush()
+        except IntegrityError as exc:
+            detail = str(exc.orig).splitlines()[-1] if exc.orig else "constraint violated"
+            raise Conflict(f"{self.name} conflicts with an existing one or is still in use: {detail}") from None

@@ -1,0 +1,52 @@
+"""Groups, organizations, macros (and applying them), SLA policies, triggers."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from core.actor import Actor
+from core.groups.schemas import GroupIn, GroupOut, GroupUpdate
+from core.groups.service import group_crud, render_group
+from core.macros.schemas import MacroIn, MacroOut, MacroUpdate
+from core.macros.service import apply_macro, macro_crud
+from core.organizations.schemas import OrganizationIn, OrganizationOut, OrganizationUpdate
+from core.organizations.service import organization_crud
+from core.sla.schemas import SlaPolicyIn, SlaPolicyOut, SlaPolicyUpdate
+from core.sla.service import sla_policy_crud
+from core.tickets.changes import require_ticket
+from core.tickets.schemas import TicketOut
+from core.triggers.schemas import TriggerIn, TriggerOut, TriggerUpdate
+from core.triggers.service import trigger_crud
+from gateway.http.crud import crud_routes
+from gateway.http.keys import AGENT, SESSION
+from gateway.http.routing import STAFF, RouteTable, json_response
+
+groups = crud_routes(
+    group_crud, plural="groups", out=GroupOut, create=GroupIn, update=GroupUpdate, render=render_group,
+)
+organizations = crud_routes(
+    organization_crud, plural="organizations", out=OrganizationOut, create=OrganizationIn,
+    update=OrganizationUpdate,
+)
+macros = crud_routes(macro_crud, plural="macros", out=MacroOut, create=MacroIn, update=MacroUpdate)
+sla_policies = crud_routes(
+    sla_policy_crud, plural="sla_policies", out=SlaPolicyOut, create=SlaPolicyIn, update=SlaPolicyUpdate,
+)
+triggers = crud_routes(trigger_crud, plural="triggers", out=TriggerOut, create=TriggerIn, update=TriggerUpdate)
+
+macro_use = RouteTable("macros")
+
+
+@macro_use.post(
+    "/api/v1/tickets/{ticket}/macros/{macro_id}/apply",
+    summary="Apply a macro: its fields and comment as one audited change", response=TicketOut, roles=STAFF,
+)
+async def apply(request: web.Request) -> web.Response:
+    session = request[SESSION]
+    ticket = await require_ticket(session, request.match_info["ticket"])
+    macro = await macro_crud.get(session, request.match_info["macro_id"])
+    ticket = await apply_macro(session, ticket, macro, Actor.agent(request[AGENT]))
+    return json_response(TicketOut.model_validate(ticket))
+
+
+ROUTES = (groups, organizations, macros, macro_use, sla_policies, triggers)
