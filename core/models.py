@@ -5,6 +5,7 @@ from core.audit.models import TicketAuditLog
 from core.customers.models import Customer
 from core.events import OutboundDelivery, OutboxEvent
 from core.groups.models import Group, group_members
+from core.idempotency import IdempotencyKey
 from core.ingest.models import InboundMessage
 from core.macros.models import Macro
 from core.models_base import Base
@@ -22,7 +23,7 @@ from core.tickets.models import (
 from core.triggers.models import Trigger
 
 __all__ = [
-    "Agent", "ApiToken", "Base", "Customer", "Group", "InboundMessage", "Macro", "MessageId",
+    "Agent", "ApiToken", "Base", "Customer", "Group", "IdempotencyKey", "InboundMessage", "Macro", "MessageId",
     "Organization", "OutboundDelivery", "OutboxEvent", "ServerSecret", "SlaPolicy", "Tag", "Ticket",
     "TicketAttachment", "TicketAuditLog", "TicketComment", "Trigger", "group_members",
     "ticket_followers",

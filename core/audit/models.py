@@ -23,5 +23,5 @@ class TicketAuditLog(Base):
     action: Mapped[str] = mapped_column(String(64))
     # {"field": {"from": old, "to": new}, ...}
     changes: Mapped[dict[str, Any]] = mapped_column(JSONB, default=dict, server_default="{}")
-    via: Mapped[str | None] = mapped_column(String(32))
+    via: Mapped[str | None] = mapped_column(String(64))
     created_at: Mapped[datetime] = created_at_in_order()

@@ -32,7 +32,9 @@ def create_app(
     settings: Settings, db: Database, metrics: Metrics, *, intake: Intake
 ) -> web.Application:
     app = web.Application(
-        middlewares=[middleware.errors, middleware.unit_of_work, middleware.auth],
+        middlewares=[
+            middleware.errors, middleware.unit_of_work, middleware.auth, middleware.idempotency,
+        ],
         client_max_size=settings.max_message_bytes + 1024 * 1024,
     )
     app[SETTINGS] = settings

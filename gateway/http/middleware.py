@@ -8,6 +8,7 @@ import logging
 from aiohttp import web
 
 from core.agents.tokens import authenticate
+from core.idempotency import IdempotencyKey, fingerprint, lock_and_find
 from core.errors import Conflict, DomainError, Forbidden, Invalid, NotFound
 from gateway.http.errors import ApiError, error_response
 from gateway.http.keys import AGENT, DB, SESSION
@@ -65,3 +66,44 @@ async def auth(request: web.Request, handler):  # type: ignore[no-untyped-def]
         raise ApiError(401, "unauthorized", "invalid or revoked token")
     request[AGENT] = agent
     return await handler(request)
+
+
+IDEMPOTENT_REPLAY = "Idempotent-Replayed"
+
+
+@web.middleware
+async def idempotency(request: web.Request, handler):  # type: ignore[no-untyped-def]
+    """A POST retried with the same `Idempotency-Key` gets the first response, not a second effect.
+
+    Runs inside the request's transaction: the stored response commits with the change it
+    describes, or not at all."""
+    key = request.headers.get("Idempotency-Key")
+    if request.method != "POST" or key is None or AGENT not in request:
+        return await handler(request)
+    if not 1 <= len(key) <= 255 or not key.isprintable():
+        raise ApiError(422, "validation_failed", "bad Idempotency-Key",
+                       {"Idempotency-Key": "1 to 255 printable characters"})
+    # multipart bodies are streamed to the handler: they are identified by their length only
+    body = b"" if request.content_type.startswith("multipart/") else await request.read()
+    print_ = fingerprint(
+        request.method, request.path, request.query_string,
+        body or str(request.content_length).encode(),
+    )
+    agent = request[AGENT]
+    stored = await lock_and_find(request[SESSION], agent.id, key)
+    if stored is not None:
+        if stored.fingerprint != print_:
+            raise ApiError(422, "idempotency_key_reused",
+                           "this Idempotency-Key was used with a different request",
+                           {"Idempotency-Key": "already used for another request"})
+        return web.Response(
+            status=stored.status, body=stored.body, content_type=stored.content_type,
+            headers={IDEMPOTENT_REPLAY: "true"},
+        )
+    response = await handler(request)
+    if isinstance(response, web.Response) and 200 <= response.status < 300:
+        request[SESSION].add(IdempotencyKey(
+            agent_id=agent.id, key=key, fingerprint=print_, status=response.status,
+            content_type=response.content_type, body=response.body or b"",
+        ))
+    return response
