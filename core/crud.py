@@ -14,7 +14,7 @@ from sqlalchemy import select, tuple_
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from core.errors import Conflict, NotFound
+from core.errors import Conflict, Invalid, NotFound
 from core.models_base import Base
 from core.pagination import Cursor
 
@@ -81,6 +81,13 @@ class Crud(Generic[T]):
         return obj
 
     async def update(self, session: AsyncSession, obj: T, data: BaseModel) -> T:
+        columns = self.model.__table__.columns  # type: ignore[attr-defined]
+        nulls = {
+            name: "cannot be null" for name in data.model_fields_set - self.extra_fields
+            if getattr(data, name) is None and not columns[name].nullable
+        }
+        if nulls:
+            raise Invalid("required fields cannot be null", nulls)
         for name in data.model_fields_set - self.extra_fields:
             setattr(obj, name, _column_value(getattr(data, name)))
         await self.before_write(session, obj, data)

@@ -37,7 +37,8 @@ async def errors(request: web.Request, handler):  # type: ignore[no-untyped-def]
         if exc.status < 400 or not request.path.startswith(API_PREFIX):
             raise
         code = exc.reason.lower().replace(" ", "_")
-        return error_response(exc.status, code, exc.reason, headers=dict(exc.headers) if exc.status == 405 else None)
+        kept = {k: v for k, v in exc.headers.items() if k in ("Allow", "Retry-After")}
+        return error_response(exc.status, code, exc.reason, headers=kept or None)
     except Exception:
         log.exception("unhandled error on %s %s", request.method, request.path)
         return error_response(500, "internal_error", "internal error; it has been logged")

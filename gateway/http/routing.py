@@ -84,6 +84,9 @@ class RouteTable:
 
 
 def parse_query(request: web.Request, model: type[M]) -> M:
+    bad = [name for name, value in request.query.items() if "\x00" in value or "\x00" in name]
+    if bad:
+        raise ApiError(422, "validation_failed", "NUL characters are not allowed", {n: "contains NUL" for n in bad})
     try:
         return model.model_validate(dict(request.query))
     except ValidationError as exc:
@@ -97,6 +100,8 @@ async def parse_body(request: web.Request, model: type[M]) -> M:
         data = json.loads(raw or b"null")
     except (json.JSONDecodeError, UnicodeDecodeError):
         raise ApiError(400, "malformed_json", "request body is not valid JSON") from None
+    if b"\\u0000" in raw:  # PostgreSQL text and JSONB cannot hold NUL characters
+        raise ApiError(422, "validation_failed", "NUL characters are not allowed", {"body": "contains \\u0000"})
     if not isinstance(data, dict):
         raise ApiError(422, "validation_failed", "request body must be a JSON object", {"body": "expected an object"})
     try:

@@ -23,7 +23,7 @@ from core.tickets.schemas import (
     UpdateManyOut,
 )
 from core.tickets.service import ticket_service
-from gateway.http.errors import from_validation
+from gateway.http.errors import ApiError, from_validation
 from gateway.http.keys import AGENT, SESSION, STORE
 from gateway.http.routing import EVERYONE, STAFF, RouteTable, json_response, parse_body
 from gateway.http.tickets import comments_out
@@ -105,6 +105,14 @@ async def add_comment(request: web.Request) -> web.Response:
 
 
 async def read_multipart(request: web.Request) -> tuple[CommentIn, list[tuple[str, str, bytes]]]:
+    try:
+        return await _read_multipart(request)
+    except (ValueError, AssertionError, RuntimeError, LookupError) as exc:
+        # aiohttp's multipart reader raises these for a missing boundary or a broken body
+        raise ApiError(400, "malformed_multipart", f"request body is not valid multipart/form-data: {exc}") from None
+
+
+async def _read_multipart(request: web.Request) -> tuple[CommentIn, list[tuple[str, str, bytes]]]:
     fields: dict[str, str] = {}
     files: list[tuple[str, str, bytes]] = []
     reader = await request.multipart()
@@ -122,6 +130,8 @@ async def read_multipart(request: web.Request) -> tuple[CommentIn, list[tuple[st
             fields[part.name] = await part.text()
         else:
             raise Invalid("unknown form field", {part.name or "?": "unknown field"})
+    if any("\x00" in value for value in fields.values()):
+        raise Invalid("NUL characters are not allowed", {"body": "contains NUL"})
     try:
         return CommentIn.model_validate(fields), files
     except ValidationError as exc:
