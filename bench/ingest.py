@@ -1,0 +1,348 @@
+"""SMTP ingress benchmark: the durable gateway against a bare aiosmtpd server, same run.
+
+    .venv/bin/python bench/ingest.py [-n 3000] [--connections 8] [--rate 200] [--seconds 15]
+
+Both servers run in subprocesses; this process is only the client and the monitor.
+Target (the issue): accepted msg/s >= 40% of the bare rate, and no growing backlog at --rate.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import asyncpg
+import psutil
+
+ROOT = Path(__file__).resolve().parent.parent
+HELPDESK = ROOT / ".venv" / "bin" / "helpdesk"
+TARGET_RATIO = 0.40
+FILLER = "The printer on the third floor prints every page twice and then jams again. "
+
+
+@dataclass
+class Load:
+    elapsed: float = 0.0
+    latencies: list[float] = field(default_factory=list)
+    failures: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def rate(self) -> float:
+        return len(self.latencies) / self.elapsed if self.elapsed else 0.0
+
+    def pct(self, p: float) -> float:
+        ordered = sorted(self.latencies)
+        return ordered[min(len(ordered) - 1, int(p / 100 * len(ordered)))] * 1000 if ordered else 0.0
+
+    def line(self) -> str:
+        failed = f", failed {self.failures}" if self.failures else ""
+        return (f"{len(self.latencies)} accepted in {self.elapsed:.2f}s = {self.rate:,.0f} msg/s, "
+                f"p50 {self.pct(50):.1f} ms, p99 {self.pct(99):.1f} ms{failed}")
+
+
+def message(tag: str, i: int) -> bytes:
+    head = (f"From: Customer {i % 400} <customer{i % 400}@customers.example>\r\n"
+            f"To: support@example.com\r\nSubject: [{tag}] help needed, case {i}\r\n"
+            f"Message-ID: <bench-{tag}-{i}-{os.getpid()}@customers.example>\r\n"
+            f"Date: {time.strftime('%a, %d %b %Y %H:%M:%S +0000', time.gmtime())}\r\n"
+            "MIME-Version: 1.0\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n")
+    body = (FILLER.strip() + "\r\n") * (2048 // len(FILLER) + 1)
+    return (head + body[: 2046 - len(head)] + "\r\n").encode()
+
+
+class SmtpClient:
+    """A persistent ESMTP session; pipelines MAIL/RCPT/DATA when the server offers it."""
+
+    async def connect(self, port: int) -> None:
+        self.reader, self.writer = await asyncio.open_connection("127.0.0.1", port)
+        await self.reply("220")
+        self.writer.write(b"EHLO bench.client\r\n")
+        self.pipelining = "PIPELINING" in await self.reply("250")
+
+    async def reply(self, expect: str) -> str:
+        lines = []
+        while True:
+            line = (await self.reader.readline()).decode()
+            if not line:
+                raise ConnectionError("server closed the connection")
+            lines.append(line)
+            if line[3:4] != "-":
+                break
+        text = "".join(lines)
+        if not text.startswith(expect):
+            raise RuntimeError(text.strip()[:60])
+        return text
+
+    async def send(self, payload: bytes) -> float:
+        """One transaction; returns seconds from the end of the payload to the 250."""
+        commands = [b"MAIL FROM:<bench@customers.example>\r\n",
+                    b"RCPT TO:<support@example.com>\r\n", b"DATA\r\n"]
+        if self.pipelining:
+            self.writer.write(b"".join(commands))
+            for expect in ("250", "250", "354"):
+                await self.reply(expect)
+        else:
+            for command, expect in zip(commands, ("250", "250", "354")):
+                self.writer.write(command)
+                await self.reply(expect)
+        self.writer.write(payload + b".\r\n")
+        started = time.perf_counter()
+        await self.reply("250")
+        return time.perf_counter() - started
+
+    async def close(self) -> None:
+        self.writer.write(b"QUIT\r\n")
+        await self.reply("221")
+        self.writer.close()
+
+
+async def run_load(port: int, payloads: list[bytes], connections: int, rate: float | None) -> Load:
+    """Sends every payload once over `connections` sessions, as fast as possible or at `rate`."""
+    load, queue = Load(), iter(enumerate(payloads))
+    clients = [SmtpClient() for _ in range(connections)]
+    await asyncio.gather(*(c.connect(port) for c in clients))
+    start = time.perf_counter()
+
+    async def worker(client: SmtpClient) -> None:
+        for i, payload in queue:
+            if rate is not None and (delay := start + i / rate - time.perf_counter()) > 0:
+                await asyncio.sleep(delay)
+            try:
+                load.latencies.append(await client.send(payload))
+            except RuntimeError as exc:  # a refusal: note it, reset the transaction
+                load.failures[str(exc)] = load.failures.get(str(exc), 0) + 1
+                client.writer.write(b"RSET\r\n")
+                await client.reply("250")
+
+    await asyncio.gather(*(worker(c) for c in clients))
+    load.elapsed = time.perf_counter() - start
+    await asyncio.gather(*(c.close() for c in clients))
+    return load
+
+
+# ---- servers ---------------------------------------------------------------------------
+
+def bare_server(port: int) -> None:
+    """`--bare-server PORT`: aiosmtpd answering 250 to everything, nothing stored."""
+    from aiosmtpd.smtp import SMTP
+
+    class Answer250:
+        async def handle_EHLO(self, server, session, envelope, hostname, responses):  # type: ignore[no-untyped-def]
+            session.host_name = hostname
+            return [*responses[:-1], "250-PIPELINING", responses[-1]]
+
+        async def handle_DATA(self, server, session, envelope) -> str:  # type: ignore[no-untyped-def]
+            return "250 OK"
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        server = await loop.create_server(lambda: SMTP(Answer250(), decode_data=False), "127.0.0.1", port)
+        print("bare SMTP listening", flush=True)
+        async with server:
+            await server.serve_forever()
+
+    asyncio.run(main())
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def start_bare() -> tuple[subprocess.Popen[bytes], int]:
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, __file__, "--bare-server", str(port)], stdout=subprocess.PIPE)
+    assert proc.stdout is not None and b"listening" in proc.stdout.readline()
+    return proc, port
+
+
+def start_gateway(data_dir: Path, log_path: Path) -> tuple[subprocess.Popen[bytes], int]:
+    port = free_port()
+    cmd = [str(HELPDESK), "serve", "--data-dir", str(data_dir), "--smtp-port", str(port),
+           "--http-port", str(free_port())]
+    proc = subprocess.Popen(cmd, stdout=log_path.open("wb"), stderr=subprocess.STDOUT)
+    deadline = time.monotonic() + 180
+    while "SMTP listening" not in log_path.read_text(errors="replace"):
+        if proc.poll() is not None or time.monotonic() > deadline:
+            raise SystemExit(f"gateway did not start:\n{log_path.read_text(errors='replace')[-3000:]}")
+        time.sleep(0.2)
+    return proc, port
+
+
+def database_dsn(data_dir: Path) -> str:
+    if url := os.environ.get("HELPDESK_DATABASE_URL"):
+        return url.replace("postgresql+asyncpg://", "postgresql://", 1)
+    lines = (data_dir / "pg" / "postmaster.pid").read_text().splitlines()
+    return f"postgresql://postgres@/postgres?host={lines[4]}&port={lines[3]}"
+
+
+# ---- measurements against the gateway ----------------------------------------------------
+
+async def pending(db: asyncpg.Connection) -> int:
+    return int(await db.fetchval("select count(*) from inbound_messages where status = 'pending'"))
+
+
+async def wait_drained(db: asyncpg.Connection, timeout: float = 600) -> float:
+    """Polls until no row is pending; returns the moment (perf_counter) it happened."""
+    deadline = time.perf_counter() + timeout
+    while await pending(db) and time.perf_counter() < deadline:
+        await asyncio.sleep(0.05)
+    return time.perf_counter()
+
+
+async def ingest_lag(db: asyncpg.Connection, tag: str) -> str:
+    row = await db.fetchrow(
+        "select percentile_cont(array[0.5, 0.99]) within group (order by extract(epoch from"
+        " processed_at - received_at)) as lag, count(*) filter (where status <> 'processed') as odd"
+        " from inbound_messages where message_id like $1", f"%bench-{tag}-%")
+    p50, p99 = row["lag"] or (0.0, 0.0)
+    return (f"ingest lag (received -> processed) p50 {p50 * 1000:.0f} ms, p99 {p99 * 1000:.0f} ms; "
+            f"not processed: {row['odd']}")
+
+
+def backlog_grew(samples: list[int], rate: float) -> tuple[bool, float, float]:
+    third = max(1, len(samples) // 3)
+    first, last = sum(samples[:third]) / third, sum(samples[-third:]) / third
+    return last - first > max(10.0, 0.5 * rate), first, last
+
+
+async def bare_phase(args: argparse.Namespace) -> Load:
+    bare, port = start_bare()
+    try:
+        await run_load(port, [message("warm", i) for i in range(200)], args.connections, None)
+        load = await run_load(port, [message("p1", i) for i in range(args.n)], args.connections, None)
+    finally:
+        bare.terminate()
+        bare.wait()
+    print(f"[1] bare aiosmtpd       : {load.line()}", flush=True)
+    return load
+
+
+async def full_speed_phase(db: asyncpg.Connection, port: int, args: argparse.Namespace) -> tuple[Load, float]:
+    """Returns the acceptance figures and the ticket-creation rate."""
+    await run_load(port, [message("warm", i) for i in range(200)], args.connections, None)
+    await wait_drained(db)
+    tickets_before = await db.fetchval("select count(*) from tickets")
+    start = time.perf_counter()
+    load = await run_load(port, [message("p2", i) for i in range(args.n)], args.connections, None)
+    backlog_at_end = await pending(db)
+    drained = await wait_drained(db) - start
+    created = await db.fetchval("select count(*) from tickets") - tickets_before
+    print(f"[2] gateway, full speed : {load.line()}")
+    print(f"    tickets created     : {created} in {drained:.2f}s = {created / drained:,.0f} msg/s "
+          f"(backlog when sending ended: {backlog_at_end})")
+    print(f"    {await ingest_lag(db, 'p2')}", flush=True)
+    return load, created / drained
+
+
+async def steady_phase(db: asyncpg.Connection, port: int, args: argparse.Namespace) -> bool:
+    """Sends at a fixed rate, sampling the pending backlog each second; returns whether it grew."""
+    payloads = [message("p3", i) for i in range(int(args.rate * args.seconds))]
+    samples: list[int] = []
+
+    async def sample() -> None:
+        while True:
+            samples.append(await pending(db))
+            await asyncio.sleep(1)
+
+    sampler = asyncio.create_task(sample())
+    load = await run_load(port, payloads, args.connections, args.rate)
+    sampler.cancel()
+    sent = time.perf_counter()
+    drained = await wait_drained(db) - sent
+    grew, first, last = backlog_grew(samples, args.rate)
+    print(f"[3] gateway at {args.rate:.0f} msg/s for {args.seconds:.0f}s: {load.line()}")
+    print(f"    pending backlog per second: {samples}")
+    print(f"    first third avg {first:.1f}, last third avg {last:.1f} -> {'GROWING' if grew else 'steady'}; "
+          f"drained {drained:.2f}s after sending ended")
+    print(f"    {await ingest_lag(db, 'p3')}", flush=True)
+    return grew
+
+
+async def bench(args: argparse.Namespace, work: Path) -> bool:
+    if (busy := psutil.cpu_percent(interval=1.0)) > 20:
+        print(f"note: the machine was {busy:.0f}% busy before start; other work skews these figures")
+    bare = await bare_phase(args)
+    log_path = work / "gateway.log"
+    gateway, port = start_gateway(work / "data", log_path)
+    try:
+        db = await asyncpg.connect(database_dsn(work / "data"))
+        load, tickets_rate = await full_speed_phase(db, port, args)
+        grew = await steady_phase(db, port, args)
+        await db.close()
+    finally:
+        ok_exit = stop_gateway(gateway, work / "data")
+    problems = [line for line in log_path.read_text(errors="replace").splitlines()
+                if " ERROR " in line or " WARNING " in line or "Traceback" in line]
+    ratio = load.rate / bare.rate
+    print("\n=== summary ===")
+    print(f"bare {bare.rate:,.0f} msg/s | gateway accepted {load.rate:,.0f} msg/s "
+          f"(p50 {load.pct(50):.1f} ms, p99 {load.pct(99):.1f} ms) | tickets {tickets_rate:,.0f} msg/s")
+    print(f"ratio gateway/bare {ratio:.0%} (target >= {TARGET_RATIO:.0%}): {'PASS' if ratio >= TARGET_RATIO else 'FAIL'}")
+    print(f"backlog at {args.rate:.0f} msg/s: {'FAIL (growing)' if grew else 'PASS (steady)'}")
+    print(f"gateway SIGTERM exit: {'PASS (0, PostgreSQL stopped)' if ok_exit else 'FAIL'}; "
+          f"log problems: {len(problems)}")
+    for line in problems[:10]:
+        print("   ", line[:200])
+    return ratio >= TARGET_RATIO and not grew and ok_exit
+
+
+def stop_gateway(proc: subprocess.Popen[bytes], data_dir: Path) -> bool:
+    pid_file = data_dir / "pg" / "postmaster.pid"
+    pg_pid = int(pid_file.read_text().split()[0]) if pid_file.exists() else None
+    proc.send_signal(signal.SIGTERM)
+    try:
+        code = proc.wait(60)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        code = proc.wait()
+    pg_alive = False
+    if pg_pid is not None:
+        for _ in range(50):
+            try:
+                os.kill(pg_pid, 0)
+            except ProcessLookupError:
+                break
+            time.sleep(0.1)
+        else:
+            pg_alive = True
+    if code != 0 or pg_alive:
+        print(f"gateway exit code {code}, embedded PostgreSQL still running: {pg_alive}")
+    return code == 0 and not pg_alive
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("-n", type=int, default=3000, help="messages per full-speed phase")
+    parser.add_argument("--connections", type=int, default=8)
+    parser.add_argument("--rate", type=float, default=200.0, help="steady phase, msg/s")
+    parser.add_argument("--seconds", type=float, default=15.0, help="steady phase duration")
+    parser.add_argument("--keep", action="store_true", help="keep the data dir and gateway log")
+    parser.add_argument("--bare-server", type=int, metavar="PORT", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.bare_server:
+        bare_server(args.bare_server)
+        return 0
+    work = Path(tempfile.mkdtemp(prefix="hd-bench-"))
+    try:
+        return 0 if asyncio.run(bench(args, work)) else 1
+    finally:
+        if args.keep:
+            print(f"kept {work}")
+        else:
+            shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
