@@ -20,7 +20,9 @@ class Database:
             url,
             pool_size=pool_size,
             max_overflow=pool_size,
-            pool_pre_ping=True,
+            # no pre-ping: it costs a round trip per transaction; a connection found dead
+            # is invalidated on use and the caller's retry (451, runner backoff) gets a new one
+            pool_pre_ping=False,
             # a dead database must become a fast, clear 451/503, not a hang
             connect_args={"timeout": 5, "command_timeout": 30},
         )

@@ -17,8 +17,11 @@ from core.ingest.runner import IngestRunner
 from core.metrics import Metrics
 from gateway.http.app import create_app
 from gateway.smtp import SmtpServer
+from outbound.service import Outbound
 
 log = logging.getLogger(__name__)
+
+INTAKE_BURST = 3  # senders waiting at once: more means a burst, and ingest steps aside
 
 
 @dataclass
@@ -32,6 +35,7 @@ class Gateway:
     smtp_port: int | None = None
     http_port: int | None = None
     runner: IngestRunner | None = None
+    outbound: Outbound | None = None
     _intake: Intake | None = None
     _smtp: SmtpServer | None = None
     _http: web.AppRunner | None = None
@@ -39,16 +43,22 @@ class Gateway:
     async def start(self) -> None:
         settings = self.settings
         self.admin_token = await bootstrap(self.db, settings)
+        if "smtp" in settings.roles or "api" in settings.roles:
+            self._intake = Intake(self.db)
+            await self._intake.start()
         if "worker" in settings.roles:
+            intake = self._intake
             self.runner = IngestRunner(
                 self.db, Pipeline.from_settings(settings), self.metrics, workers=settings.ingest_workers,
                 max_attempts=settings.ingest_max_attempts, poll_seconds=settings.ingest_poll_seconds,
+                # a burst of senders waiting for their 250 goes before ticket creation
+                defer_while=(lambda: intake.waiting >= INTAKE_BURST) if intake else (lambda: False),
             )
+            if intake is not None:
+                intake.on_commit = self.runner.wake
             await self.runner.start()
-        if "smtp" in settings.roles or "api" in settings.roles:
-            wake = self.runner.wake if self.runner is not None else (lambda: None)
-            self._intake = Intake(self.db, on_commit=wake)
-            await self._intake.start()
+            self.outbound = Outbound(settings, self.db, self.metrics)
+            await self.outbound.start()
         if "smtp" in settings.roles:
             assert self._intake is not None
             self._smtp = SmtpServer(settings, self._intake, self.metrics)
@@ -72,6 +82,8 @@ class Gateway:
             await self._intake.stop()
         if self.runner is not None:
             await self.runner.stop()
+        if self.outbound is not None:
+            await self.outbound.stop()
         await self.db.dispose()
 
 

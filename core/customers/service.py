@@ -18,19 +18,21 @@ class CustomerService:
         return await session.get(Customer, customer_id)
 
     async def find_or_create(self, session: AsyncSession, *, email: str, name: str = "") -> Customer:
-        """Race-free: two messages from one new sender make one customer."""
+        """Race-free: two messages from one new sender make one customer. One query if known."""
         email = email.strip().lower()
-        domain = email.rpartition("@")[2]
-        org_id = await session.scalar(
-            select(Organization.id).where(literal(domain) == any_(Organization.domains)).limit(1)
-        )
-        await session.execute(
-            insert(Customer)
-            .values(id=uuid.uuid4(), email=email, name=name or "", organization_id=org_id)
-            .on_conflict_do_nothing(index_elements=[Customer.email])
-        )
         customer = await session.scalar(select(Customer).where(Customer.email == email))
-        assert customer is not None
+        if customer is None:
+            domain = email.rpartition("@")[2]
+            org_id = await session.scalar(
+                select(Organization.id).where(literal(domain) == any_(Organization.domains)).limit(1)
+            )
+            await session.execute(
+                insert(Customer)
+                .values(id=uuid.uuid4(), email=email, name=name or "", organization_id=org_id)
+                .on_conflict_do_nothing(index_elements=[Customer.email])
+            )
+            customer = await session.scalar(select(Customer).where(Customer.email == email))
+            assert customer is not None
         if name and not customer.name:
             customer.name = name
         return customer

@@ -16,6 +16,7 @@ from email.parser import BytesHeaderParser
 from email.policy import compat32
 
 from sqlalchemy import insert
+from sqlalchemy.exc import DBAPIError
 
 from core.db import Database
 from core.enums import InboundStatus
@@ -70,6 +71,7 @@ class Intake:
         self.max_batch = max_batch
         self._queue: asyncio.Queue[tuple[Submission, asyncio.Future[uuid.UUID]]] = asyncio.Queue()
         self._task: asyncio.Task[None] | None = None
+        self._waiting = 0
 
     async def start(self) -> None:
         self._task = asyncio.create_task(self._write_loop())
@@ -88,8 +90,12 @@ class Intake:
         if self._task is None:
             raise IntakeUnavailable("intake is not running")
         future: asyncio.Future[uuid.UUID] = asyncio.get_running_loop().create_future()
-        await self._queue.put((submission, future))
-        return await future
+        self._waiting += 1
+        try:
+            await self._queue.put((submission, future))
+            return await future
+        finally:
+            self._waiting -= 1
 
     async def _write_loop(self) -> None:
         while True:
@@ -103,10 +109,14 @@ class Intake:
                     self._queue.task_done()
 
     async def _write(self, batch: list[tuple[Submission, asyncio.Future[uuid.UUID]]]) -> None:
+        rows = [submission.row() for submission, _ in batch]
         try:
-            rows = [submission.row() for submission, _ in batch]
-            async with self.db.unit_of_work() as session:
-                await session.execute(insert(InboundMessage), rows)
+            try:
+                await self._insert(rows)
+            except DBAPIError as exc:
+                if not exc.connection_invalidated:
+                    raise
+                await self._insert(rows)  # a pooled connection had died (database restart): once more
         except Exception as exc:
             log.error("could not store %d inbound message(s): %s", len(batch), exc)
             for _, future in batch:
@@ -117,3 +127,12 @@ class Intake:
             if not future.done():
                 future.set_result(submission.id)
         self.on_commit()
+
+    async def _insert(self, rows: list[dict[str, object]]) -> None:
+        async with self.db.unit_of_work() as session:
+            await session.execute(insert(InboundMessage), rows)
+
+    @property
+    def waiting(self) -> int:
+        """How many messages wait for their commit (and their senders for the 250)."""
+        return self._waiting

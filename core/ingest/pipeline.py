@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import time
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
@@ -35,6 +36,8 @@ from core.tickets.models import MessageId, Ticket, TicketComment
 from core.tickets.service import participant_service, ticket_service
 
 log = logging.getLogger(__name__)
+
+GROUP_CACHE_SECONDS = 60.0
 
 
 @dataclass(frozen=True)
@@ -78,6 +81,23 @@ class Pipeline:
         self.store = store
         self.max_followers = max_followers
         self.ticket_inbound_per_hour = ticket_inbound_per_hour
+        # stable for the life of the process: looked up once, not once per message
+        self._group_ids: dict[str, tuple[uuid.UUID, float]] = {}
+        self._secret: bytes | None = None
+
+    async def group_id(self, session: AsyncSession, name: str) -> uuid.UUID:
+        """The support address's group, created if missing; re-read every minute (groups can change)."""
+        cached = self._group_ids.get(name)
+        if cached is not None and time.monotonic() - cached[1] < GROUP_CACHE_SECONDS:
+            return cached[0]
+        group_id = await group_service.ensure(session, name=name)
+        self._group_ids[name] = (group_id, time.monotonic())
+        return group_id
+
+    async def secret(self, session: AsyncSession) -> bytes:
+        if self._secret is None:
+            self._secret = await server_secret(session, REPLY_TOKEN_SECRET)
+        return self._secret
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Pipeline:
@@ -110,7 +130,7 @@ class Pipeline:
         message = Message(inbound, mail, route, kind, sender)
         search = await find_thread(
             session, mail=mail, rcpt_tos=inbound.rcpt_tos, mailboxes=self.mailboxes,
-            sender=sender, secret=await server_secret(session, REPLY_TOKEN_SECRET),
+            sender=sender, secret=await self.secret(session),
         )
         if search.match is None:
             return await self.new_ticket(session, message, note=search.note)
@@ -159,12 +179,12 @@ class Pipeline:
         agent_id = await session.scalar(
             select(Agent.id).where(Agent.email == mail.from_address, Agent.active.is_(True))
         )
-        customer_id = None
+        customer = None
         if agent_id is None and kind.kind is not MailKind.bounce:
-            customer_id = (
-                await customer_service.find_or_create(session, email=mail.from_address, name=mail.from_name)
-            ).id
-        return Sender(address=mail.from_address, customer_id=customer_id, agent_id=agent_id)
+            customer = await customer_service.find_or_create(
+                session, email=mail.from_address, name=mail.from_name
+            )
+        return Sender(address=mail.from_address, customer=customer, agent_id=agent_id)
 
     async def new_ticket(self, session: AsyncSession, m: Message, *, note: str | None = None) -> Outcome:
         if m.kind.kind is MailKind.bounce:
@@ -172,7 +192,7 @@ class Pipeline:
                 InboundStatus.quarantined, reason="delivery report for no known ticket",
                 mail_kind=m.kind.kind.value,
             )
-        requester = await customer_service.find_or_create(
+        requester = m.sender.customer or await customer_service.find_or_create(
             session, email=m.mail.from_address, name=m.mail.from_name
         )
         ticket = await self.open_ticket(session, m, requester)
@@ -190,9 +210,7 @@ class Pipeline:
     async def open_ticket(
         self, session: AsyncSession, m: Message, requester: Customer, *, follow_up_of: Ticket | None = None
     ) -> Ticket:
-        group_id = await group_service.id_by_name(session, m.route.group_name)
-        if group_id is None:  # an address configured after the last start
-            group_id = await group_service.ensure(session, name=m.route.group_name)
+        group_id = await self.group_id(session, m.route.group_name)
         ticket = await ticket_service.create(
             session, subject=m.mail.subject, description=m.mail.text, requester_id=requester.id,
             channel=Channel.email, group_id=group_id, organization_id=requester.organization_id,
@@ -220,7 +238,7 @@ class Pipeline:
             await self.mark_bouncing(session, m.mail.failed_recipients)
         body = extract_reply(m.mail.text, m.mail.html_source)
         if ticket.status is TicketStatus.closed and not m.kind.automatic:
-            requester = await customer_service.find_or_create(
+            requester = m.sender.customer or await customer_service.find_or_create(
                 session, email=m.mail.from_address, name=m.mail.from_name
             )
             follow_up = await self.open_ticket(session, m, requester, follow_up_of=ticket)

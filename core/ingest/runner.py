@@ -1,13 +1,15 @@
-"""Claims pending inbound rows and runs the pipeline, one transaction per message.
+"""Claims pending inbound rows and runs the pipeline on each, a few per transaction.
 
-The claim (`FOR UPDATE SKIP LOCKED`) and the outcome share that transaction, so a row is
-processed exactly once however many runners there are, and a crash leaves it pending.
+The claim (`FOR UPDATE SKIP LOCKED`) and the outcomes share that transaction, so a row is
+processed exactly once however many runners there are, and a crash leaves it pending. Each
+message runs in its own savepoint: a failure of ours undoes only that message's work.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
 
 from sqlalchemy import or_, select
@@ -15,10 +17,14 @@ from sqlalchemy import or_, select
 from core.db import Database
 from core.enums import InboundStatus
 from core.ingest.models import InboundMessage
-from core.ingest.pipeline import Pipeline, apply_outcome
+from core.ingest.pipeline import Outcome, Pipeline, apply_outcome
 from core.metrics import Metrics
 
 log = logging.getLogger(__name__)
+
+
+def _never_busy() -> bool:
+    return False
 
 
 class IngestRunner:
@@ -31,6 +37,8 @@ class IngestRunner:
         workers: int = 4,
         max_attempts: int = 5,
         poll_seconds: float = 1.0,
+        batch: int = 8,
+        defer_while: Callable[[], bool] = _never_busy,
     ) -> None:
         self.db = db
         self.pipeline = pipeline
@@ -38,6 +46,9 @@ class IngestRunner:
         self.workers = workers
         self.max_attempts = max_attempts
         self.poll_seconds = poll_seconds
+        self.batch = batch
+        # in a process that also accepts mail, senders waiting for their 250 go first
+        self.defer_while = defer_while
         self._wake = asyncio.Event()
         self._stopping = False
         self._tasks: list[asyncio.Task[None]] = []
@@ -49,18 +60,20 @@ class IngestRunner:
         self._tasks = [asyncio.create_task(self._loop(i)) for i in range(self.workers)]
 
     async def stop(self) -> None:
-        """Finish the message in hand, then stop."""
+        """Finish the messages in hand, then stop."""
         self._stopping = True
         self._wake.set()
         await asyncio.gather(*self._tasks, return_exceptions=True)
 
     async def _loop(self, index: int) -> None:
         while not self._stopping:
+            while self.defer_while() and not self._stopping:
+                await asyncio.sleep(0.002)
             try:
-                handled = await self.process_one()
+                handled = await self.process_batch()
             except Exception:
                 log.exception("ingest worker %d: database trouble, backing off", index)
-                handled = False
+                handled = 0
                 await asyncio.sleep(self.poll_seconds)
             if handled:
                 continue
@@ -73,13 +86,17 @@ class IngestRunner:
     async def drain(self) -> int:
         """Process until nothing is pending (CLI import, tests). Returns how many were handled."""
         count = 0
-        while await self.process_one():
-            count += 1
+        while handled := await self.process_batch():
+            count += handled
         return count
 
     async def process_one(self) -> bool:
+        return await self.process_batch(limit=1) == 1
+
+    async def process_batch(self, limit: int | None = None) -> int:
+        done: list[tuple[InboundMessage, Outcome]] = []
         async with self.db.unit_of_work() as session:
-            inbound = await session.scalar(
+            claimed = list(await session.scalars(
                 select(InboundMessage)
                 .where(
                     InboundMessage.status == InboundStatus.pending,
@@ -89,32 +106,30 @@ class IngestRunner:
                     ),
                 )
                 .order_by(InboundMessage.received_at)
-                .limit(1)
+                .limit(limit or self.batch)
                 .with_for_update(skip_locked=True)
-            )
-            if inbound is None:
-                return False
-            try:
-                # a savepoint: a failure of ours undoes the half-made ticket, keeps the claim
-                async with session.begin_nested():
-                    outcome = await self.pipeline.run(session, inbound)
-            except Exception as exc:
-                log.exception("ingest of %s (Message-ID %s) failed", inbound.id, inbound.message_id)
-                self._record_failure(inbound, f"{type(exc).__name__}: {exc}")
-                return True
-            apply_outcome(inbound, outcome)
-            log.info(
-                "inbound %s Message-ID %s: %s %s", inbound.id, inbound.message_id,
-                outcome.status.value, outcome.reason or outcome.matched_rule or "",
-            )
-            received_at = inbound.received_at
-        self.metrics.ingested.labels(outcome.status.value).inc()
-        if outcome.status is InboundStatus.quarantined:
-            self.metrics.quarantined.labels("sender").inc()
-        self.metrics.ingest_latency.observe(
-            max(0.0, (datetime.now(timezone.utc) - received_at).total_seconds())
-        )
-        return True
+            ))
+            for inbound in claimed:
+                try:
+                    async with session.begin_nested():
+                        outcome = await self.pipeline.run(session, inbound)
+                except Exception as exc:  # ours, not the sender's: keep the claim, retry later
+                    log.exception("ingest of %s (Message-ID %s) failed", inbound.id, inbound.message_id)
+                    self._record_failure(inbound, f"{type(exc).__name__}: {exc}")
+                    continue
+                apply_outcome(inbound, outcome)
+                done.append((inbound, outcome))
+                log.info(
+                    "inbound %s Message-ID %s: %s %s", inbound.id, inbound.message_id,
+                    outcome.status.value, outcome.reason or outcome.matched_rule or "",
+                )
+        now = datetime.now(timezone.utc)
+        for inbound, outcome in done:
+            self.metrics.ingested.labels(outcome.status.value).inc()
+            if outcome.status is InboundStatus.quarantined:
+                self.metrics.quarantined.labels("sender").inc()
+            self.metrics.ingest_latency.observe(max(0.0, (now - inbound.received_at).total_seconds()))
+        return len(claimed)
 
     def _record_failure(self, inbound: InboundMessage, error: str) -> None:
         """Ours, not the sender's: retry with backoff, quarantine after `max_attempts`."""

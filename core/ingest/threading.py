@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from core.customers.models import Customer
 from core.enums import MessageDirection
 from core.mail.addresses import split_address, support_mailbox
 from core.mail.parse import ParsedMail
@@ -28,8 +29,12 @@ _SUBJECT_TAG = re.compile(r"\[#(\d{1,12})\]")
 @dataclass(frozen=True)
 class Sender:
     address: str
-    customer_id: uuid.UUID | None
+    customer: Customer | None  # None for agents and for delivery reports
     agent_id: uuid.UUID | None
+
+    @property
+    def customer_id(self) -> uuid.UUID | None:
+        return self.customer.id if self.customer is not None else None
 
 
 @dataclass(frozen=True)

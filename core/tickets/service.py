@@ -217,9 +217,13 @@ class TicketService:
             inbound_message_id=inbound_message_id, matched_rule=matched_rule, mail_kind=mail_kind,
         )
         session.add(comment)
-        ticket.updated_at = func.now()
+        if announce:  # the event carries the ticket as it now is (a new ticket's is current)
+            ticket.updated_at = func.now()
+        # the ORM orders inserts by relationships, and we declare none: rows that point at
+        # this comment (attachments, message ids) must find it already inserted
         await session.flush()
-        await session.refresh(ticket)
+        if announce:
+            await session.refresh(ticket)
         actor_id = author_agent_id or author_customer_id
         audit_service.record(
             session, ticket_id=ticket.id, actor_type=author_type, actor_id=actor_id,

@@ -13,6 +13,7 @@ from typing import Any
 
 import aiohttp
 from sqlalchemy import select
+from sqlalchemy.exc import DBAPIError
 
 from core.agents.service import agent_service
 from core.config import Settings
@@ -88,8 +89,13 @@ async def wait_settled(db: Database, inbound_id: uuid.UUID | str, timeout: float
     deadline = asyncio.get_running_loop().time() + timeout
     inbound_uuid = uuid.UUID(str(inbound_id))
     while True:
-        async with db.unit_of_work() as session:
-            row = await session.scalar(select(InboundMessage).where(InboundMessage.id == inbound_uuid))
+        try:
+            async with db.unit_of_work() as session:
+                row = await session.scalar(select(InboundMessage).where(InboundMessage.id == inbound_uuid))
+        except DBAPIError as exc:
+            if not exc.connection_invalidated:  # a pooled connection from before a restart
+                raise
+            continue
         if row is not None and row.status is not InboundStatus.pending:
             return row
         if asyncio.get_running_loop().time() > deadline:
