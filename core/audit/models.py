@@ -6,9 +6,10 @@ from typing import Any
 
 from sqlalchemy import ForeignKey, Index, String
 from sqlalchemy.dialects.postgresql import JSONB
-from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from core.enums import AuthorType
+from core.tickets.models import Ticket
 from core.models_base import Base, created_at_in_order, pg_enum, uuid_pk
 
 
@@ -25,3 +26,6 @@ class TicketAuditLog(Base):
     changes: Mapped[dict[str, Any]] = mapped_column(JSONB, default=dict, server_default="{}")
     via: Mapped[str | None] = mapped_column(String(64))
     created_at: Mapped[datetime] = created_at_in_order()
+
+    # declared so one flush inserts the ticket first (never loaded)
+    ticket: Mapped[Ticket] = relationship(lazy="raise")

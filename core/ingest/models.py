@@ -5,9 +5,10 @@ from datetime import datetime
 
 from sqlalchemy import DateTime, ForeignKey, Index, Integer, LargeBinary, String, Text, text
 from sqlalchemy.dialects.postgresql import ARRAY
-from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from core.enums import InboundStatus
+from core.tickets.models import Ticket, TicketComment
 from core.models_base import Base, pg_enum, uuid_pk
 
 
@@ -54,3 +55,7 @@ class InboundMessage(Base):
     retry_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     last_error: Mapped[str | None] = mapped_column(Text)
     processed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+    # declared so one flush writes the ticket and comment before the row that points at them
+    ticket: Mapped[Ticket | None] = relationship(lazy="raise", foreign_keys=[ticket_id])
+    comment: Mapped[TicketComment | None] = relationship(lazy="raise", foreign_keys=[comment_id])

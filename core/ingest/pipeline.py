@@ -7,14 +7,13 @@ is ours, and the runner rolls the savepoint back and retries later.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import time
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 
-from sqlalchemy import func, select, text, update
+from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.agents.models import Agent
@@ -25,14 +24,15 @@ from core.customers.service import customer_service
 from core.enums import AuthorType, Channel, InboundStatus, MessageDirection, TicketStatus, Visibility
 from core.groups.service import group_service
 from core.ingest.models import InboundMessage
-from core.ingest.threading import Sender, ThreadMatch, find_thread
+from core.ingest import prefetch
+from core.ingest.threading import Sender, ThreadMatch, find_thread, has_thread_evidence
 from core.mail.addresses import support_mailbox
 from core.mail.classify import Classification, MailKind, classify
 from core.mail.html import resolve_cids
 from core.mail.parse import ParsedMail, Unprocessable, parse
 from core.mail.reply import extract_reply
 from core.secrets import REPLY_TOKEN_SECRET, server_secret
-from core.tickets.models import MessageId, Ticket, TicketComment
+from core.tickets.models import Ticket, TicketComment
 from core.tickets.service import participant_service, ticket_service
 
 log = logging.getLogger(__name__)
@@ -109,50 +109,81 @@ class Pipeline:
         )
 
     async def run(self, session: AsyncSession, inbound: InboundMessage) -> Outcome:
-        duplicate = await self.find_duplicate(session, inbound)
-        if duplicate is not None:
-            return Outcome(
-                InboundStatus.duplicate, reason=f"same message as inbound {duplicate.id}",
-                matched_rule="duplicate", ticket_id=duplicate.ticket_id,
-                comment_id=duplicate.comment_id, duplicate_of_id=duplicate.id,
-            )
-        try:
-            mail = parse(inbound.raw)
-            route = self.route(inbound)
-        except Unprocessable as exc:
-            return Outcome(InboundStatus.quarantined, reason=exc.reason)
-        envelope = inbound.mail_from if inbound.source == "smtp" else mail.from_address
-        kind = classify(mail, envelope_sender=envelope)
-        loop = await self.loop_reason(session, mail)
-        if loop is not None:
-            return Outcome(InboundStatus.dropped, reason=loop, mail_kind=kind.kind.value)
-        sender = await self.identify(session, mail, kind)
-        message = Message(inbound, mail, route, kind, sender)
+        [outcome] = await self.run_batch(session, [inbound])
+        return outcome
+
+    async def run_batch(self, session: AsyncSession, batch: list[InboundMessage]) -> list[Outcome]:
+        """Outcomes for the batch, in order. The lookups are made once for the whole batch,
+        and the new tickets are written in one flush; a reply first flushes what came before
+        it, so it sees a ticket created earlier in the same batch."""
+        await prefetch.lock_keys(session, (prefetch.dedup_key(i) for i in batch))
+        handled = await prefetch.handled_before(session, batch)
+        outcomes: dict[int, Outcome] = {}
+        first_in_batch: dict[tuple[str, str], int] = {}
+        repeats: dict[int, int] = {}  # a message delivered twice within this batch -> the first
+        ready: list[tuple[int, InboundMessage, ParsedMail, Route, Classification]] = []
+        for index, inbound in enumerate(batch):
+            key = prefetch.dedup_key(inbound)
+            if key in handled:
+                outcomes[index] = self.duplicate_of(handled[key].id, handled[key])
+                continue
+            if key in first_in_batch:
+                repeats[index] = first_in_batch[key]
+                continue
+            first_in_batch[key] = index
+            try:
+                mail = parse(inbound.raw)
+                route = self.route(inbound)
+            except Unprocessable as exc:
+                outcomes[index] = Outcome(InboundStatus.quarantined, reason=exc.reason)
+                continue
+            envelope = inbound.mail_from if inbound.source == "smtp" else mail.from_address
+            ready.append((index, inbound, mail, route, classify(mail, envelope_sender=envelope)))
+
+        ours = await prefetch.our_message_ids(session, (r[2].message_id or "" for r in ready))
+        found = await prefetch.people(
+            session, {r[2].from_address: r[2].from_name for r in ready},
+            customers_for={r[2].from_address for r in ready if r[4].kind is not MailKind.bounce},
+        )
+        created: list[tuple[Ticket, str]] = []  # their events wait for the batch's flush
+        with session.no_autoflush:
+            for index, inbound, mail, route, kind in ready:
+                loop = self.loop_reason(mail, ours)
+                if loop is not None:
+                    outcomes[index] = Outcome(InboundStatus.dropped, reason=loop, mail_kind=kind.kind.value)
+                    continue
+                sender = Sender(
+                    address=mail.from_address, agent_id=found.agents.get(mail.from_address),
+                    customer=found.customers.get(mail.from_address),
+                )
+                outcomes[index] = await self.decide(session, Message(inbound, mail, route, kind, sender), created)
+        if created:
+            await session.flush()  # the numbers the `created` events announce
+            for ticket, mail_kind in created:
+                ticket_service.announce_created(session, ticket, via="email", mail_kind=mail_kind)
+        for index, first in repeats.items():
+            outcomes[index] = self.duplicate_of(batch[first].id, outcomes[first])
+        return [outcomes[i] for i in range(len(batch))]
+
+    async def decide(self, session: AsyncSession, m: Message, created: list[tuple[Ticket, str]]) -> Outcome:
+        if not has_thread_evidence(m.mail, m.inbound.rcpt_tos, self.mailboxes):
+            return await self.new_ticket(session, m, created)
+        await session.flush()  # earlier messages of this batch may be what this one answers
         search = await find_thread(
-            session, mail=mail, rcpt_tos=inbound.rcpt_tos, mailboxes=self.mailboxes,
-            sender=sender, secret=await self.secret(session),
+            session, mail=m.mail, rcpt_tos=m.inbound.rcpt_tos, mailboxes=self.mailboxes,
+            sender=m.sender, secret=await self.secret(session),
         )
         if search.match is None:
-            return await self.new_ticket(session, message, note=search.note)
-        return await self.reply(session, message, search.match)
+            return await self.new_ticket(session, m, created, note=search.note)
+        return await self.reply(session, m, search.match, created)
 
-    async def find_duplicate(
-        self, session: AsyncSession, inbound: InboundMessage
-    ) -> InboundMessage | None:
-        """Same Message-ID and bytes already handled: serialised per key, so two runners agree."""
-        key = f"{inbound.message_id or ''}|{inbound.sha256}"
-        lock_id = int.from_bytes(hashlib.sha256(key.encode()).digest()[:8], "big", signed=True)
-        await session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": lock_id})
-        query = select(InboundMessage).where(
-            InboundMessage.sha256 == inbound.sha256,
-            InboundMessage.id != inbound.id,
-            InboundMessage.status.in_(
-                [InboundStatus.processed, InboundStatus.quarantined, InboundStatus.dropped]
-            ),
+    @staticmethod
+    def duplicate_of(earlier_id: uuid.UUID, earlier: InboundMessage | Outcome) -> Outcome:
+        return Outcome(
+            InboundStatus.duplicate, reason=f"same message as inbound {earlier_id}",
+            matched_rule="duplicate", ticket_id=earlier.ticket_id,
+            comment_id=earlier.comment_id, duplicate_of_id=earlier_id,
         )
-        if inbound.message_id is not None:
-            query = query.where(InboundMessage.message_id == inbound.message_id)
-        return await session.scalar(query.limit(1))
 
     def route(self, inbound: InboundMessage) -> Route:
         for rcpt in inbound.rcpt_tos:
@@ -161,32 +192,16 @@ class Pipeline:
                 return Route(mailbox, self.mailboxes[mailbox])
         raise Unprocessable("no recipient is a support address")
 
-    async def loop_reason(self, session: AsyncSession, mail: ParsedMail) -> str | None:
+    def loop_reason(self, mail: ParsedMail, ours: set[str]) -> str | None:
         if support_mailbox(mail.from_address, self.mailboxes) is not None:
             return "mail from our own support address (mail loop)"
-        if mail.message_id:
-            ours = await session.scalar(
-                select(MessageId.id).where(
-                    MessageId.message_id == mail.message_id,
-                    MessageId.direction == MessageDirection.outbound,
-                ).limit(1)
-            )
-            if ours is not None:
-                return "carries a Message-ID that we sent (mail loop)"
+        if mail.message_id and mail.message_id in ours:
+            return "carries a Message-ID that we sent (mail loop)"
         return None
 
-    async def identify(self, session: AsyncSession, mail: ParsedMail, kind: Classification) -> Sender:
-        agent_id = await session.scalar(
-            select(Agent.id).where(Agent.email == mail.from_address, Agent.active.is_(True))
-        )
-        customer = None
-        if agent_id is None and kind.kind is not MailKind.bounce:
-            customer = await customer_service.find_or_create(
-                session, email=mail.from_address, name=mail.from_name
-            )
-        return Sender(address=mail.from_address, customer=customer, agent_id=agent_id)
-
-    async def new_ticket(self, session: AsyncSession, m: Message, *, note: str | None = None) -> Outcome:
+    async def new_ticket(
+        self, session: AsyncSession, m: Message, created: list[tuple[Ticket, str]], *, note: str | None = None
+    ) -> Outcome:
         if m.kind.kind is MailKind.bounce:
             return Outcome(
                 InboundStatus.quarantined, reason="delivery report for no known ticket",
@@ -195,7 +210,7 @@ class Pipeline:
         requester = m.sender.customer or await customer_service.find_or_create(
             session, email=m.mail.from_address, name=m.mail.from_name
         )
-        ticket = await self.open_ticket(session, m, requester)
+        ticket = await self.open_ticket(session, m, requester, created)
         comment = await self.comment(
             session, m, ticket, body=m.mail.text, rule="new_ticket", author_customer_id=requester.id,
             first=True,
@@ -208,8 +223,10 @@ class Pipeline:
         )
 
     async def open_ticket(
-        self, session: AsyncSession, m: Message, requester: Customer, *, follow_up_of: Ticket | None = None
+        self, session: AsyncSession, m: Message, requester: Customer, created: list[tuple[Ticket, str]],
+        *, follow_up_of: Ticket | None = None,
     ) -> Ticket:
+        """A new ticket, written with the batch; its `created` event follows the flush."""
         group_id = await self.group_id(session, m.route.group_name)
         ticket = await ticket_service.create(
             session, subject=m.mail.subject, description=m.mail.text, requester_id=requester.id,
@@ -217,10 +234,14 @@ class Pipeline:
             actor_type=AuthorType.customer, actor_id=requester.id, via="email",
             tags=[m.kind.kind.value] if m.kind.automatic else [],
             follow_up_of_id=follow_up_of.id if follow_up_of else None, mail_kind=m.kind.kind.value,
+            announce=False,
         )
+        created.append((ticket, m.kind.kind.value))
         return ticket
 
-    async def reply(self, session: AsyncSession, m: Message, match: ThreadMatch) -> Outcome:
+    async def reply(
+        self, session: AsyncSession, m: Message, match: ThreadMatch, created: list[tuple[Ticket, str]]
+    ) -> Outcome:
         kind = m.kind.kind.value
         if match.unproven_agent:
             return Outcome(
@@ -241,7 +262,7 @@ class Pipeline:
             requester = m.sender.customer or await customer_service.find_or_create(
                 session, email=m.mail.from_address, name=m.mail.from_name
             )
-            follow_up = await self.open_ticket(session, m, requester, follow_up_of=ticket)
+            follow_up = await self.open_ticket(session, m, requester, created, follow_up_of=ticket)
             comment = await self.comment(
                 session, m, follow_up, body=body, rule=rule, author_customer_id=requester.id,
                 first=True,
@@ -337,6 +358,7 @@ class Pipeline:
         ]
         if not addresses or self.max_followers == 0:
             return
+        await session.flush()  # the followers table points at the ticket
         agents = set(await session.scalars(select(Agent.email).where(Agent.email.in_(addresses))))
         ids = []
         for address in addresses[: self.max_followers * 2]:
@@ -362,12 +384,11 @@ class Pipeline:
             )
 
 
-def apply_outcome(inbound: InboundMessage, outcome: Outcome) -> None:
-    inbound.status = outcome.status
-    inbound.reason = outcome.reason
-    inbound.matched_rule = outcome.matched_rule
-    inbound.mail_kind = outcome.mail_kind
-    inbound.ticket_id = outcome.ticket_id
-    inbound.comment_id = outcome.comment_id
-    inbound.duplicate_of_id = outcome.duplicate_of_id
-    inbound.processed_at = func.now()
+def outcome_row(inbound: InboundMessage, outcome: Outcome, at: datetime) -> dict[str, object]:
+    """The inbound row's new values: the same keys for every row, so one batch is one UPDATE."""
+    return {
+        "id": inbound.id, "status": outcome.status, "reason": outcome.reason,
+        "matched_rule": outcome.matched_rule, "mail_kind": outcome.mail_kind,
+        "ticket_id": outcome.ticket_id, "comment_id": outcome.comment_id,
+        "duplicate_of_id": outcome.duplicate_of_id, "processed_at": at,
+    }

@@ -1,23 +1,26 @@
-"""Claims pending inbound rows and runs the pipeline on each, a few per transaction.
+"""Claims pending inbound rows and runs the pipeline on them, a batch per transaction.
 
 The claim (`FOR UPDATE SKIP LOCKED`) and the outcomes share that transaction, so a row is
-processed exactly once however many runners there are, and a crash leaves it pending. Each
-message runs in its own savepoint: a failure of ours undoes only that message's work.
+processed exactly once however many runners there are, and a crash leaves it pending. A batch
+that fails is retried message by message, each in a savepoint: a failure of ours then undoes
+only that message's work and is recorded on it.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import uuid
 from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
 
-from sqlalchemy import or_, select
+from sqlalchemy import or_, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.db import Database
 from core.enums import InboundStatus
 from core.ingest.models import InboundMessage
-from core.ingest.pipeline import Outcome, Pipeline, apply_outcome
+from core.ingest.pipeline import Outcome, Pipeline, outcome_row
 from core.metrics import Metrics
 
 log = logging.getLogger(__name__)
@@ -94,42 +97,84 @@ class IngestRunner:
         return await self.process_batch(limit=1) == 1
 
     async def process_batch(self, limit: int | None = None) -> int:
-        done: list[tuple[InboundMessage, Outcome]] = []
+        """Claims up to `limit` rows and handles them in one transaction. If that fails, each
+        is handled again on its own, so one bad message cannot hold up the others."""
+        claimed: list[uuid.UUID] = []
+        try:
+            async with self.db.unit_of_work() as session:
+                rows = await self._claim(session, limit or self.batch)
+                claimed = [r.id for r in rows]
+                if len(rows) > 1:
+                    outcomes = await self.pipeline.run_batch(session, rows)
+                    done = await self._apply(session, rows, outcomes)
+                elif rows:
+                    done = await self._run_isolated(session, rows[0])
+                else:
+                    done = []
+        except Exception:
+            if len(claimed) <= 1:
+                raise
+            log.warning("batch of %d failed; handling its messages one by one", len(claimed))
+            for inbound_id in claimed:
+                await self._process_alone(inbound_id)
+            return len(claimed)
+        self._observe(done)
+        return len(claimed)
+
+    async def _claim(self, session: AsyncSession, limit: int, ids: list[uuid.UUID] | None = None) -> list[InboundMessage]:
+        query = select(InboundMessage).where(
+            InboundMessage.status == InboundStatus.pending,
+            or_(
+                InboundMessage.retry_at.is_(None),
+                InboundMessage.retry_at <= datetime.now(timezone.utc),
+            ),
+        )
+        if ids is not None:
+            query = query.where(InboundMessage.id.in_(ids))
+        return list(await session.scalars(
+            query.order_by(InboundMessage.received_at).limit(limit).with_for_update(skip_locked=True)
+        ))
+
+    async def _process_alone(self, inbound_id: uuid.UUID) -> None:
         async with self.db.unit_of_work() as session:
-            claimed = list(await session.scalars(
-                select(InboundMessage)
-                .where(
-                    InboundMessage.status == InboundStatus.pending,
-                    or_(
-                        InboundMessage.retry_at.is_(None),
-                        InboundMessage.retry_at <= datetime.now(timezone.utc),
-                    ),
-                )
-                .order_by(InboundMessage.received_at)
-                .limit(limit or self.batch)
-                .with_for_update(skip_locked=True)
-            ))
-            for inbound in claimed:
-                try:
-                    async with session.begin_nested():
-                        outcome = await self.pipeline.run(session, inbound)
-                except Exception as exc:  # ours, not the sender's: keep the claim, retry later
-                    log.exception("ingest of %s (Message-ID %s) failed", inbound.id, inbound.message_id)
-                    self._record_failure(inbound, f"{type(exc).__name__}: {exc}")
-                    continue
-                apply_outcome(inbound, outcome)
-                done.append((inbound, outcome))
-                log.info(
-                    "inbound %s Message-ID %s: %s %s", inbound.id, inbound.message_id,
-                    outcome.status.value, outcome.reason or outcome.matched_rule or "",
-                )
+            rows = await self._claim(session, 1, ids=[inbound_id])
+            done = await self._run_isolated(session, rows[0]) if rows else []
+        self._observe(done)
+
+    async def _run_isolated(
+        self, session: AsyncSession, inbound: InboundMessage
+    ) -> list[tuple[InboundMessage, Outcome]]:
+        """One message in a savepoint: a failure of ours undoes its work and keeps the claim."""
+        try:
+            async with session.begin_nested():
+                [outcome] = await self.pipeline.run_batch(session, [inbound])
+        except Exception as exc:
+            log.exception("ingest of %s (Message-ID %s) failed", inbound.id, inbound.message_id)
+            self._record_failure(inbound, f"{type(exc).__name__}: {exc}")
+            return []
+        return await self._apply(session, [inbound], [outcome])
+
+    async def _apply(
+        self, session: AsyncSession, rows: list[InboundMessage], outcomes: list[Outcome]
+    ) -> list[tuple[InboundMessage, Outcome]]:
+        now = datetime.now(timezone.utc)
+        await session.execute(
+            update(InboundMessage), [outcome_row(r, o, now) for r, o in zip(rows, outcomes, strict=True)]
+        )
+        for inbound, outcome in zip(rows, outcomes, strict=True):
+            log.info(
+                "inbound %s Message-ID %s: %s %s", inbound.id, inbound.message_id,
+                outcome.status.value, outcome.reason or outcome.matched_rule or "",
+            )
+        return list(zip(rows, outcomes, strict=True))
+
+    def _observe(self, done: list[tuple[InboundMessage, Outcome]]) -> None:
         now = datetime.now(timezone.utc)
         for inbound, outcome in done:
             self.metrics.ingested.labels(outcome.status.value).inc()
             if outcome.status is InboundStatus.quarantined:
                 self.metrics.quarantined.labels("sender").inc()
             self.metrics.ingest_latency.observe(max(0.0, (now - inbound.received_at).total_seconds()))
-        return len(claimed)
 
     def _record_failure(self, inbound: InboundMessage, error: str) -> None:
         """Ours, not the sender's: retry with backoff, quarantine after `max_attempts`."""

@@ -62,6 +62,14 @@ def reply_tokens(mail: ParsedMail, rcpt_tos: list[str], mailboxes: dict[str, str
     return tokens
 
 
+def has_thread_evidence(mail: ParsedMail, rcpt_tos: list[str], mailboxes: dict[str, str]) -> bool:
+    """Whether the message could belong to an existing ticket at all (else: no lookups)."""
+    return bool(
+        mail.in_reply_to or mail.references or mail.returned_message_ids
+        or _SUBJECT_TAG.search(mail.subject) or reply_tokens(mail, rcpt_tos, mailboxes)
+    )
+
+
 async def _live_ticket(session: AsyncSession, **where: object) -> Ticket | None:
     query = select(Ticket).where(Ticket.deleted_at.is_(None))
     for name, value in where.items():

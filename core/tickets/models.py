@@ -19,7 +19,7 @@ from sqlalchemy import (
     text,
 )
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB
-from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from core.enums import (
     AuthorType,
@@ -101,6 +101,9 @@ class TicketComment(Base):
     mail_kind: Mapped[str | None] = mapped_column(String(16))
     created_at: Mapped[datetime] = created_at_in_order()
 
+    # declared so one flush inserts rows in dependency order (never loaded: lazy="raise")
+    ticket: Mapped[Ticket] = relationship(lazy="raise")
+
 
 class TicketAttachment(Base):
     __tablename__ = "ticket_attachments"
@@ -119,6 +122,8 @@ class TicketAttachment(Base):
     content_id: Mapped[str | None] = mapped_column(String(998))
     inline: Mapped[bool] = mapped_column(default=False, server_default="false")
     created_at: Mapped[datetime] = created_at()
+
+    comment: Mapped[TicketComment | None] = relationship(lazy="raise")
 
 
 ticket_followers = Table(
@@ -156,3 +161,6 @@ class MessageId(Base):
         pg_enum(MessageDirection, "message_direction")
     )
     created_at: Mapped[datetime] = created_at()
+
+    ticket: Mapped[Ticket] = relationship(lazy="raise")
+    comment: Mapped[TicketComment | None] = relationship(lazy="raise")

@@ -115,6 +115,7 @@ class TicketService:
         follow_up_of_id: uuid.UUID | None = None,
         mail_kind: str | None = None,
         fields: dict[str, Any] | None = None,
+        announce: bool = True,
     ) -> Ticket:
         ticket = Ticket(
             id=uuid.uuid4(), subject=subject, description=description, status=TicketStatus.new,
@@ -126,7 +127,6 @@ class TicketService:
             setattr(ticket, name, value)
         self.apply_status_effects(ticket, TicketStatus.new)
         session.add(ticket)
-        await session.flush()
         audit_service.record(
             session, ticket_id=ticket.id, actor_type=actor_type, actor_id=actor_id,
             action="create", via=via,
@@ -136,12 +136,21 @@ class TicketService:
                 if getattr(ticket, name) not in (None, [], {})
             },
         )
+        if announce:
+            await session.flush()  # the number and timestamps the event carries
+            self.announce_created(session, ticket, via=via, mail_kind=mail_kind)
+        return ticket
+
+    def announce_created(
+        self, session: AsyncSession, ticket: Ticket, *, via: str, mail_kind: str | None = None
+    ) -> None:
+        """The `created` event, for a ticket already flushed (it carries the number)."""
         # mail_kind lets the mailer leave automatic mail unanswered (no acknowledgement loops)
         events.emit(
             session, topic=events.TOPIC_CREATED, ticket=snapshot(ticket), via=via,
-            mail_kind=mail_kind, follow_up_of_id=str(follow_up_of_id) if follow_up_of_id else None,
+            mail_kind=mail_kind,
+            follow_up_of_id=str(ticket.follow_up_of_id) if ticket.follow_up_of_id else None,
         )
-        return ticket
 
     async def set_status(
         self,
@@ -219,10 +228,7 @@ class TicketService:
         session.add(comment)
         if announce:  # the event carries the ticket as it now is (a new ticket's is current)
             ticket.updated_at = func.now()
-        # the ORM orders inserts by relationships, and we declare none: rows that point at
-        # this comment (attachments, message ids) must find it already inserted
-        await session.flush()
-        if announce:
+            await session.flush()
             await session.refresh(ticket)
         actor_id = author_agent_id or author_customer_id
         audit_service.record(

@@ -1,0 +1,128 @@
+"""The lookups a batch of inbound messages needs, made once per batch instead of once per message:
+duplicate locks and checks, our own Message-IDs, agents and customers by address."""
+
+from __future__ import annotations
+
+import hashlib
+import uuid
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from sqlalchemy import select, text
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from core.agents.models import Agent
+from core.customers.models import Customer
+from core.enums import InboundStatus, MessageDirection
+from core.ingest.models import InboundMessage
+from core.organizations.models import Organization
+from core.tickets.models import MessageId
+
+HANDLED = (InboundStatus.processed, InboundStatus.quarantined, InboundStatus.dropped)
+
+
+def dedup_key(inbound: InboundMessage) -> tuple[str, str]:
+    """The same message delivered twice: same Message-ID (or none) and same bytes."""
+    return (inbound.message_id or "", inbound.sha256)
+
+
+def _lock_id(key: tuple[str, str]) -> int:
+    digest = hashlib.sha256(f"{key[0]}|{key[1]}".encode()).digest()
+    return int.from_bytes(digest[:8], "big", signed=True)
+
+
+async def lock_keys(session: AsyncSession, keys: Iterable[tuple[str, str]]) -> None:
+    """Serialises runners over the same message; sorted, so two batches cannot deadlock.
+
+    A statement of its own: the duplicate check that follows must see what a runner that
+    held the lock before us committed (READ COMMITTED takes a snapshot per statement)."""
+    ids = sorted({_lock_id(k) for k in keys})
+    if ids:
+        await session.execute(
+            text("SELECT pg_advisory_xact_lock(k) FROM (SELECT unnest(CAST(:ids AS bigint[])) AS k ORDER BY 1) s"),
+            {"ids": ids},
+        )
+
+
+async def handled_before(
+    session: AsyncSession, batch: list[InboundMessage]
+) -> dict[tuple[str, str], InboundMessage]:
+    """Earlier inbound rows that are already handled, by dedup key."""
+    rows = await session.scalars(
+        select(InboundMessage).where(
+            InboundMessage.sha256.in_({i.sha256 for i in batch}),
+            InboundMessage.id.not_in([i.id for i in batch]),
+            InboundMessage.status.in_(HANDLED),
+        )
+    )
+    found: dict[tuple[str, str], InboundMessage] = {}
+    for row in rows:
+        found.setdefault(dedup_key(row), row)
+    return found
+
+
+async def our_message_ids(session: AsyncSession, message_ids: Iterable[str]) -> set[str]:
+    wanted = list({m for m in message_ids if m})
+    if not wanted:
+        return set()
+    return set(await session.scalars(
+        select(MessageId.message_id).where(
+            MessageId.message_id.in_(wanted), MessageId.direction == MessageDirection.outbound
+        )
+    ))
+
+
+@dataclass
+class People:
+    agents: dict[str, uuid.UUID] = field(default_factory=dict)
+    customers: dict[str, Customer] = field(default_factory=dict)
+
+
+async def people(session: AsyncSession, senders: dict[str, str], *, customers_for: set[str]) -> People:
+    """Active agents among `senders` (address -> display name), and customers for the
+    addresses in `customers_for`, created (with their organization by domain) if new."""
+    found = People()
+    if not senders:
+        return found
+    rows = await session.execute(
+        select(Agent.email, Agent.id).where(Agent.email.in_(list(senders)), Agent.active.is_(True))
+    )
+    found.agents = {email: agent_id for email, agent_id in rows}
+    wanted = sorted(customers_for - set(found.agents))
+    if not wanted:
+        return found
+    found.customers = await _customers(session, wanted)
+    missing = [a for a in wanted if a not in found.customers]
+    if missing:
+        await _create_customers(session, missing, senders)
+        found.customers.update(await _customers(session, missing))
+    for address, customer in found.customers.items():
+        if senders.get(address) and not customer.name:
+            customer.name = senders[address]
+    return found
+
+
+async def _customers(session: AsyncSession, emails: list[str]) -> dict[str, Customer]:
+    return {c.email: c for c in await session.scalars(select(Customer).where(Customer.email.in_(emails)))}
+
+
+async def _create_customers(session: AsyncSession, emails: list[str], names: dict[str, str]) -> None:
+    domains = {e.rpartition("@")[2] for e in emails}
+    orgs: dict[str, uuid.UUID] = {}
+    for org_id, org_domains in await session.execute(
+        select(Organization.id, Organization.domains).where(Organization.domains.overlap(sorted(domains)))
+    ):
+        for domain in org_domains:
+            orgs.setdefault(domain, org_id)
+    await session.execute(
+        insert(Customer)
+        .values([
+            {"id": uuid.uuid4(), "email": e, "name": names.get(e, ""), "organization_id": orgs.get(e.rpartition("@")[2])}
+            for e in emails
+        ])
+        .on_conflict_do_nothing(index_elements=[Customer.email])
+    )
+
+
+
