@@ -40,6 +40,7 @@ class Ticket(Base):
     __table_args__ = (
         # keyset pagination and the common filters
         Index("ix_tickets_created_at_id", "created_at", "id"),
+        Index("ix_tickets_updated_at_id", "updated_at", "id"),
         Index("ix_tickets_status_created_at_id", "status", "created_at", "id"),
         Index("ix_tickets_tags", "tags", postgresql_using="gin"),
     )

@@ -52,21 +52,28 @@ class TicketService:
         limit: int,
         cursor: Cursor | None = None,
         filters: dict[str, object] | None = None,
+        tags: Sequence[str] = (),
+        sort: str = "-created_at",
     ) -> tuple[Sequence[Ticket], Cursor | None]:
-        """Newest first, keyset-paginated on (created_at, id): stable under inserts."""
+        """Keyset-paginated on (sort column, id): stable while tickets arrive or change.
+
+        `sort` is `created_at` or `updated_at`, `-` for newest first; `tags` must all be present."""
+        column = Ticket.updated_at if sort.lstrip("-") == "updated_at" else Ticket.created_at
+        descending = sort.startswith("-")
         query: Select = select(Ticket).where(Ticket.deleted_at.is_(None))
         for name, value in (filters or {}).items():
             query = query.where(getattr(Ticket, name) == value)
+        if tags:
+            query = query.where(Ticket.tags.contains(list(tags)))
         if cursor is not None:
-            query = query.where(
-                tuple_(Ticket.created_at, Ticket.id) < tuple_(cursor.created_at, cursor.id)
-            )
-        rows = list(
-            await session.scalars(
-                query.order_by(Ticket.created_at.desc(), Ticket.id.desc()).limit(limit + 1)
-            )
-        )
-        next_cursor = Cursor(rows[limit - 1].created_at, rows[limit - 1].id) if len(rows) > limit else None
+            key, after = tuple_(column, Ticket.id), tuple_(cursor.created_at, cursor.id)
+            query = query.where(key < after if descending else key > after)
+        order = (column.desc(), Ticket.id.desc()) if descending else (column.asc(), Ticket.id.asc())
+        rows = list(await session.scalars(query.order_by(*order).limit(limit + 1)))
+        next_cursor = None
+        if len(rows) > limit:
+            last = rows[limit - 1]
+            next_cursor = Cursor(getattr(last, column.key), last.id)
         return rows[:limit], next_cursor
 
     async def thread_ids(self, session: AsyncSession, ticket: Ticket) -> list[uuid.UUID]:

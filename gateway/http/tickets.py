@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from collections import defaultdict
+from typing import Literal
 
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field
@@ -48,6 +49,8 @@ class Page(BaseModel):
 
 
 class TicketQuery(Page):
+    sort: Literal["created_at", "-created_at", "updated_at", "-updated_at"] = "-created_at"
+    tags: str | None = Field(default=None, description="comma-separated; tickets having all of them")
     status: TicketStatus | None = None
     priority: TicketPriority | None = None
     group_id: uuid.UUID | None = None
@@ -56,13 +59,17 @@ class TicketQuery(Page):
     organization_id: uuid.UUID | None = None
 
 
-@routes.get("/api/v1/tickets", summary="List tickets, newest first", response=TicketList, query=TicketQuery)
+@routes.get(
+    "/api/v1/tickets", summary="List tickets (newest first unless `sort` says otherwise)",
+    response=TicketList, query=TicketQuery,
+)
 async def list_tickets(request: web.Request) -> web.Response:
     query = parse_query(request, TicketQuery)
-    filters = query.model_dump(exclude={"limit", "cursor"}, exclude_none=True)
+    filters = query.model_dump(exclude={"limit", "cursor", "sort", "tags"}, exclude_none=True)
+    tags = [t.strip().lower() for t in (query.tags or "").split(",") if t.strip()]
     tickets, next_cursor = await ticket_service.list(
         request[SESSION], limit=clamp_limit(query.limit), cursor=query.decoded_cursor(),
-        filters=filters,
+        filters=filters, tags=tags, sort=query.sort,
     )
     body = TicketList(
         tickets=[TicketOut.model_validate(t) for t in tickets],

@@ -1,4 +1,4 @@
-"""idempotency keys
+"""idempotency keys, ticket update-time index
 
 Revision ID: 0003
 Revises: 0002
@@ -29,8 +29,11 @@ def upgrade() -> None:
     sa.PrimaryKeyConstraint('agent_id', 'key', name=op.f('pk_idempotency_keys'))
     )
     op.create_index(op.f('ix_idempotency_keys_created_at'), 'idempotency_keys', ['created_at'], unique=False)
+    # GET /tickets?sort=-updated_at pages on (updated_at, id)
+    op.create_index('ix_tickets_updated_at_id', 'tickets', ['updated_at', 'id'], unique=False)
 
 
 def downgrade() -> None:
+    op.drop_index('ix_tickets_updated_at_id', table_name='tickets')
     op.drop_index(op.f('ix_idempotency_keys_created_at'), table_name='idempotency_keys')
     op.drop_table('idempotency_keys')

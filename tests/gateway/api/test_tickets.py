@@ -165,3 +165,23 @@ async def test_light_agent_may_only_add_internal_comments(database_url: str, tmp
             assert (await client.post(url, json={"body": "internal", "visibility": "internal"})).status == 201
             assert (await client.put(f"/api/v1/tickets/{ticket['id']}", json={"priority": "low"})).status == 403
             assert (await client.get(f"/api/v1/tickets/{ticket['id']}")).status == 200
+
+
+async def test_list_by_tags_and_sorted_by_update(gateway: Running) -> None:
+    tag = f"t{uuid.uuid4().hex[:8]}"
+    async with gateway.http() as client:
+        a = await create(client, tags=[tag, "vip"])
+        b = await create(client, tags=[tag])
+        c = await create(client, tags=[tag, "vip"])
+        both = await (await client.get("/api/v1/tickets", params={"tags": f"{tag},VIP"})).json()
+        assert [t["id"] for t in both["tickets"]] == [c["id"], a["id"]]
+        await client.put(f"/api/v1/tickets/{a['id']}", json={"priority": "high"})  # a is now the freshest
+        params = {"tags": tag, "sort": "-updated_at", "limit": "2"}
+        page = await (await client.get("/api/v1/tickets", params=params)).json()
+        ids = [t["id"] for t in page["tickets"]]
+        rest = await (await client.get("/api/v1/tickets", params={**params, "cursor": page["next_cursor"]})).json()
+        assert ids + [t["id"] for t in rest["tickets"]] == [a["id"], c["id"], b["id"]]
+        oldest_first = await (await client.get("/api/v1/tickets", params={"tags": tag, "sort": "created_at"})).json()
+        assert [t["id"] for t in oldest_first["tickets"]] == [a["id"], b["id"], c["id"]]
+        bad = await client.get("/api/v1/tickets", params={"sort": "priority"})
+        assert bad.status == 422 and "sort" in (await bad.json())["error"]["fields"]
