@@ -295,3 +295,22 @@ async def test_html_only_gmail_reply_keeps_only_the_new_text(gateway: Running) -
     reply = (await comments_of(gateway, ticket.id))[-1]
     assert reply.body.strip() == "Works now, thank you!"
     assert "gmail_quote" not in (reply.html_body or "")  # stored sanitized; the raw original stays downloadable
+
+
+async def test_inline_images_point_at_stored_attachments_and_remote_images_are_dropped(gateway: Running) -> None:
+    raw = (
+        f"From: pics@mail.test\r\nTo: {SUPPORT}\r\nSubject: screenshot\r\nMessage-ID: <{uuid.uuid4().hex}@m>\r\n"
+        'MIME-Version: 1.0\r\nContent-Type: multipart/related; boundary="R"\r\n\r\n'
+        "--R\r\nContent-Type: text/html; charset=utf-8\r\n\r\n"
+        '<p>See <img src="cid:shot1@m"> and <img src="https://tracker.example/pixel.gif"></p>\r\n'
+        "--R\r\nContent-Type: image/png\r\nContent-ID: <shot1@m>\r\nContent-Disposition: inline\r\n"
+        "Content-Transfer-Encoding: base64\r\n\r\niVBORw0KGgo=\r\n--R--\r\n"
+    ).encode()
+    inbound = await deliver(gateway, raw)
+    [comment] = await comments_of(gateway, inbound.ticket_id)
+    async with gateway.http() as client:
+        [listed] = (await (await client.get(f"/api/v1/tickets/{inbound.ticket_id}/comments")).json())["comments"]
+    [image] = listed["attachments"]
+    assert image["inline"] and image["content_id"] == "shot1@m"
+    assert f'src="{image["url"]}"' in comment.html_body
+    assert "tracker.example" not in comment.html_body and "cid:" not in comment.html_body
