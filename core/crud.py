@@ -16,7 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.errors import Conflict, Invalid, NotFound
 from core.models_base import Base
-from core.pagination import Cursor
+from core.pagination import Cursor, page_of
 
 T = TypeVar("T", bound=Base)
 Hook = Callable[[AsyncSession, Any, BaseModel], Awaitable[None]]
@@ -54,8 +54,7 @@ class Crud(Generic[T]):
         if cursor is not None:
             query = query.where(tuple_(m.created_at, m.id) > tuple_(cursor.created_at, cursor.id))  # type: ignore[attr-defined]
         rows = list(await session.scalars(query.order_by(m.created_at, m.id).limit(limit + 1)))  # type: ignore[attr-defined]
-        next_cursor = Cursor(rows[limit - 1].created_at, rows[limit - 1].id) if len(rows) > limit else None  # type: ignore[attr-defined]
-        return rows[:limit], next_cursor
+        return page_of(rows, limit)
 
     async def get(self, session: AsyncSession, ident: str | uuid.UUID) -> T:
         try:
@@ -73,7 +72,8 @@ class Crud(Generic[T]):
             for name in type(data).model_fields if name not in self.extra_fields
         }
         obj = self.model(id=uuid.uuid4(), **values)  # type: ignore[call-arg]
-        await self.before_write(session, obj, data)
+        with session.no_autoflush:  # a conflict must surface in _flush, not in a hook's query
+            await self.before_write(session, obj, data)
         session.add(obj)
         await self._flush(session)
         await self.after_write(session, obj, data)
@@ -90,7 +90,8 @@ class Crud(Generic[T]):
             raise Invalid("required fields cannot be null", nulls)
         for name in data.model_fields_set - self.extra_fields:
             setattr(obj, name, _column_value(getattr(data, name)))
-        await self.before_write(session, obj, data)
+        with session.no_autoflush:
+            await self.before_write(session, obj, data)
         await self._flush(session)
         await self.after_write(session, obj, data)
         await session.refresh(obj)

@@ -8,6 +8,7 @@ import json
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 MAX_LIMIT = 100
 DEFAULT_LIMIT = 25
@@ -40,3 +41,11 @@ def clamp_limit(limit: int | None) -> int:
     if limit is None:
         return DEFAULT_LIMIT
     return max(1, min(MAX_LIMIT, limit))
+
+
+def page_of(rows: list[Any], limit: int, key: str = "created_at") -> tuple[list[Any], Cursor | None]:
+    """`rows` fetched with `LIMIT limit + 1`: the page, and the cursor after it if there is more."""
+    if len(rows) <= limit:
+        return rows, None
+    last = rows[limit - 1]
+    return rows[:limit], Cursor(getattr(last, key), last.id)

@@ -18,13 +18,21 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.agents.models import Agent
 from core.attachments import AttachmentStore
+from core.clock import utcnow
 from core.config import Settings
 from core.customers.models import Customer
 from core.customers.service import customer_service
-from core.enums import AuthorType, Channel, InboundStatus, MessageDirection, TicketStatus, Visibility
+from core.enums import (
+    AuthorType,
+    Channel,
+    InboundStatus,
+    MessageDirection,
+    TicketStatus,
+    Visibility,
+)
 from core.groups.service import group_service
-from core.ingest.models import InboundMessage
 from core.ingest import prefetch
+from core.ingest.models import InboundMessage
 from core.ingest.threading import Sender, ThreadMatch, find_thread, has_thread_evidence
 from core.mail.addresses import support_mailbox
 from core.mail.classify import Classification, MailKind, classify
@@ -291,7 +299,7 @@ class Pipeline:
         actor = (AuthorType.agent, m.sender.agent_id) if as_agent else (AuthorType.customer, m.sender.customer_id)
         if as_agent:
             if ticket.first_response_at is None:
-                ticket.first_response_at = func.now()
+                ticket.first_response_at = utcnow()
             target = TicketStatus.open if ticket.status is TicketStatus.new else None
         else:
             waiting = (TicketStatus.solved, TicketStatus.pending, TicketStatus.on_hold)

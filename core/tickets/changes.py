@@ -17,6 +17,7 @@ from core import events
 from core.actor import Actor
 from core.agents.models import Agent
 from core.audit.service import audit_service, plain
+from core.clock import utcnow
 from core.customers.models import Customer
 from core.customers.service import customer_service
 from core.enums import AgentRole, Channel, TicketStatus, Visibility
@@ -114,14 +115,14 @@ class TicketChangeService:
         if data.visibility is Visibility.public and actor.role is AgentRole.light_agent:
             raise Forbidden("light agents may only add internal comments", {"visibility": "must be internal"})
         if data.visibility is Visibility.public and ticket.first_response_at is None and announce:
-            ticket.first_response_at = func.now()
+            ticket.first_response_at = utcnow()
         return await ticket_service.add_comment(
             session, ticket=ticket, author_type=actor.type, author_agent_id=actor.id,
             body=data.body, visibility=data.visibility, via="api", announce=announce,
         )
 
     async def delete(self, session: AsyncSession, ticket: Ticket, actor: Actor) -> None:
-        ticket.deleted_at = func.now()
+        ticket.deleted_at = utcnow()
         audit_service.record(
             session, ticket_id=ticket.id, actor_type=actor.type, actor_id=actor.id, action="delete", via="api",
         )

@@ -30,7 +30,14 @@ from core.enums import (
     TicketType,
     Visibility,
 )
-from core.models_base import Base, created_at, created_at_in_order, pg_enum, updated_at, uuid_pk
+from core.models_base import (
+    Base,
+    created_at,
+    created_at_in_order,
+    pg_enum,
+    updated_at,
+    uuid_pk,
+)
 
 ticket_number_seq = Sequence("ticket_number_seq", metadata=Base.metadata)
 
@@ -154,7 +161,8 @@ class MessageId(Base):
 
     id: Mapped[uuid.UUID] = uuid_pk()
     message_id: Mapped[str] = mapped_column(Text, index=True)
-    ticket_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("tickets.id", ondelete="CASCADE"))
+    # the mailer reads a ticket's thread for In-Reply-To/References
+    ticket_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("tickets.id", ondelete="CASCADE"), index=True)
     comment_id: Mapped[uuid.UUID | None] = mapped_column(
         ForeignKey("ticket_comments.id", ondelete="SET NULL")
     )

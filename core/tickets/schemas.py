@@ -16,7 +16,14 @@ from pydantic import (
     model_validator,
 )
 
-from core.enums import AuthorType, Channel, TicketPriority, TicketStatus, TicketType, Visibility
+from core.enums import (
+    AuthorType,
+    Channel,
+    TicketPriority,
+    TicketStatus,
+    TicketType,
+    Visibility,
+)
 from core.schemas import EmailAddress
 
 

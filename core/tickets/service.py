@@ -10,8 +10,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from core import events
 from core.audit.service import audit_service, plain
+from core.clock import utcnow
 from core.enums import AuthorType, Channel, MessageDirection, TicketStatus, Visibility
-from core.pagination import Cursor
+from core.pagination import Cursor, page_of
 from core.tickets.models import (
     MessageId,
     Ticket,
@@ -20,7 +21,6 @@ from core.tickets.models import (
     ticket_followers,
 )
 from core.tickets.schemas import TicketOut
-
 
 CREATION_AUDITED = (
     "subject", "status", "priority", "type", "requester_id", "assignee_id", "group_id", "tags",
@@ -70,11 +70,7 @@ class TicketService:
             query = query.where(key < after if descending else key > after)
         order = (column.desc(), Ticket.id.desc()) if descending else (column.asc(), Ticket.id.asc())
         rows = list(await session.scalars(query.order_by(*order).limit(limit + 1)))
-        next_cursor = None
-        if len(rows) > limit:
-            last = rows[limit - 1]
-            next_cursor = Cursor(getattr(last, column.key), last.id)
-        return rows[:limit], next_cursor
+        return page_of(rows, limit, column.key)
 
     async def thread_ids(self, session: AsyncSession, ticket: Ticket) -> list[uuid.UUID]:
         """The ticket and every ticket merged into it (at any depth)."""
@@ -102,8 +98,7 @@ class TicketService:
         rows = list(
             await session.scalars(query.order_by(TicketComment.created_at, TicketComment.id).limit(limit + 1))
         )
-        next_cursor = Cursor(rows[limit - 1].created_at, rows[limit - 1].id) if len(rows) > limit else None
-        return rows[:limit], next_cursor
+        return page_of(rows, limit)
 
     async def create(
         self,
@@ -191,7 +186,7 @@ class TicketService:
     def apply_status_effects(ticket: Ticket, previous: TicketStatus) -> None:
         """`solved_at` is set when a ticket is solved and cleared when it is reopened."""
         if ticket.status is TicketStatus.solved and previous is not TicketStatus.solved:
-            ticket.solved_at = func.now()
+            ticket.solved_at = utcnow()
         elif ticket.status not in (TicketStatus.solved, TicketStatus.closed):
             ticket.solved_at = None
 

@@ -14,7 +14,7 @@ from core.ingest.intake import IntakeUnavailable, Submission
 from core.ingest.models import InboundMessage
 from core.ingest.submission import support_recipients
 from core.mail.addresses import support_mailbox
-from core.pagination import Cursor, clamp_limit
+from core.pagination import clamp_limit, page_of
 from gateway.http.errors import ApiError, not_found
 from gateway.http.keys import INTAKE, SESSION, SETTINGS
 from gateway.http.routing import STAFF, RouteTable, parse_query
@@ -88,12 +88,10 @@ async def list_inbound(request: web.Request) -> web.Response:
             stmt.order_by(InboundMessage.received_at.desc(), InboundMessage.id.desc()).limit(limit + 1)
         )
     ).all()
-    next_cursor = None
-    if len(rows) > limit:
-        rows = rows[:limit]
-        next_cursor = Cursor(rows[-1].received_at, rows[-1].id).encode()
+    rows, cursor = page_of(list(rows), limit, key="received_at")
     body = InboundList(
-        inbound=[InboundOut.model_validate(row._mapping) for row in rows], next_cursor=next_cursor
+        inbound=[InboundOut.model_validate(row._mapping) for row in rows],
+        next_cursor=cursor.encode() if cursor else None,
     )
     return web.json_response(text=body.model_dump_json())
 

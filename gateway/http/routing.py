@@ -104,6 +104,12 @@ async def parse_body(request: web.Request, model: type[M]) -> M:
         raise ApiError(422, "validation_failed", "NUL characters are not allowed", {"body": "contains \\u0000"})
     if not isinstance(data, dict):
         raise ApiError(422, "validation_failed", "request body must be a JSON object", {"body": "expected an object"})
+    try:  # `"\udab4"` is valid JSON but no text PostgreSQL (or anyone) can store
+        json.dumps(data, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        raise ApiError(
+            422, "validation_failed", "unpaired UTF-16 surrogate in a string", {"body": "invalid unicode"}
+        ) from None
     try:
         return model.model_validate(data)
     except ValidationError as exc:

@@ -14,7 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from core.audit.models import TicketAuditLog
 
 from core.enums import TicketPriority, TicketStatus
-from core.pagination import MAX_LIMIT, BadCursor, Cursor, clamp_limit
+from core.pagination import MAX_LIMIT, BadCursor, Cursor, clamp_limit, page_of
 from core.tickets.models import TicketAttachment, TicketComment
 from core.tickets.schemas import (
     AttachmentOut,
@@ -152,8 +152,10 @@ async def list_audits(request: web.Request) -> web.Response:
     rows = list(await request[SESSION].scalars(
         query.order_by(TicketAuditLog.created_at, TicketAuditLog.id).limit(limit + 1)
     ))
-    next_cursor = Cursor(rows[limit - 1].created_at, rows[limit - 1].id).encode() if len(rows) > limit else None
-    body = AuditList(audits=[AuditOut.model_validate(r) for r in rows[:limit]], next_cursor=next_cursor)
+    rows, cursor = page_of(rows, limit)
+    body = AuditList(
+        audits=[AuditOut.model_validate(r) for r in rows], next_cursor=cursor.encode() if cursor else None
+    )
     return web.json_response(text=body.model_dump_json())
 
 

@@ -142,3 +142,12 @@ async def test_idempotency_key_replays_the_first_response(gateway: Running) -> N
         assert other.status == 422 and (await other.json())["error"]["code"] == "idempotency_key_reused"
         fresh = await client.post("/api/v1/tickets", json=body, headers={"Idempotency-Key": uuid.uuid4().hex})
         assert (await fresh.json())["id"] != (await first.json())["id"]
+
+
+async def test_changing_a_customer_email_to_a_taken_one_is_409(gateway: Running) -> None:
+    async with gateway.http() as client:
+        taken = unique_email()
+        await client.post("/api/v1/customers", json={"email": taken})
+        other = await (await client.post("/api/v1/customers", json={"email": unique_email()})).json()
+        clash = await client.put(f"/api/v1/customers/{other['id']}", json={"email": taken.upper()})
+        assert clash.status == 409, await clash.text()

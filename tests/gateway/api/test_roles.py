@@ -54,6 +54,7 @@ POLICY: dict[tuple[str, str], set[str]] = {
     ("GET", "/api/v1/inbound/{inbound}/raw"): STAFF,
     ("POST", "/api/v1/inbound"): STAFF,
     ("POST", "/api/v1/inbound/{inbound}/reprocess"): STAFF,
+    ("GET", "/api/v1/deliveries"): STAFF,
 }
 
 

@@ -185,3 +185,17 @@ async def test_list_by_tags_and_sorted_by_update(gateway: Running) -> None:
         assert [t["id"] for t in oldest_first["tickets"]] == [a["id"], b["id"], c["id"]]
         bad = await client.get("/api/v1/tickets", params={"sort": "priority"})
         assert bad.status == 422 and "sort" in (await bad.json())["error"]["fields"]
+
+
+async def test_unstorable_text_is_422_not_500(gateway: Running) -> None:
+    async with gateway.http() as client:
+        for raw in (b'{"subject": "x\\udab4", "comment": {"body": "b"}, "requester": {"email": "a@b.test"}}',
+                    b'{"subject": "x\\u0000", "comment": {"body": "b"}, "requester": {"email": "a@b.test"}}'):
+            response = await client.post("/api/v1/tickets", data=raw, headers={"Content-Type": "application/json"})
+            assert response.status == 422, await response.text()
+
+
+async def test_created_solved_has_solved_at(gateway: Running) -> None:
+    async with gateway.http() as client:
+        ticket = await create(client, status="solved")
+        assert ticket["status"] == "solved" and ticket["solved_at"] is not None
