@@ -12,6 +12,7 @@ from core.bootstrap import bootstrap
 from core.config import Settings
 from core.db import Database
 from core.ingest.intake import Intake
+from core.ingest.notify import InboundListener
 from core.ingest.pipeline import Pipeline
 from core.ingest.runner import IngestRunner
 from core.metrics import Metrics
@@ -37,6 +38,7 @@ class Gateway:
     runner: IngestRunner | None = None
     outbound: Outbound | None = None
     _intake: Intake | None = None
+    _listener: InboundListener | None = None
     _smtp: SmtpServer | None = None
     _http: web.AppRunner | None = None
 
@@ -56,6 +58,9 @@ class Gateway:
             )
             if intake is not None:
                 intake.on_commit = self.runner.wake
+            else:  # mail is accepted by another process: its commits wake us
+                self._listener = InboundListener(self.db.url, self.runner.wake)
+                await self._listener.start()
             await self.runner.start()
             self.outbound = Outbound(settings, self.db, self.metrics)
             await self.outbound.start()
@@ -80,16 +85,10 @@ class Gateway:
             await self._http.cleanup()
         if self._intake is not None:
             await self._intake.stop()
+        if self._listener is not None:
+            await self._listener.stop()
         if self.runner is not None:
             await self.runner.stop()
         if self.outbound is not None:
             await self.outbound.stop()
         await self.db.dispose()
-
-
-async def run_until_signalled(gateway: Gateway, stop: asyncio.Event) -> None:
-    await gateway.start()
-    try:
-        await stop.wait()
-    finally:
-        await gateway.stop()

@@ -21,6 +21,7 @@ from sqlalchemy.exc import DBAPIError
 from core.db import Database
 from core.enums import InboundStatus
 from core.ingest.models import InboundMessage
+from core.ingest.notify import notify_inbound
 from core.mail.parse import normalize_message_id
 from core.mail.text import clean
 
@@ -131,6 +132,7 @@ class Intake:
     async def _insert(self, rows: list[dict[str, object]]) -> None:
         async with self.db.unit_of_work() as session:
             await session.execute(insert(InboundMessage), rows)
+            await notify_inbound(session)  # wakes runners in other processes, on commit
 
     @property
     def waiting(self) -> int:
