@@ -55,12 +55,14 @@ class Settings(BaseSettings):
     http_host: str = "127.0.0.1"
     http_port: int = 8080
     public_url: str | None = None
+    # verified tokens are remembered this long per process (a revocation reaches the others then)
+    api_auth_cache_seconds: float = Field(default=5.0, ge=0)
 
     roles: Annotated[tuple[str, ...], NoDecode] = ROLES
     ingest_workers: int = Field(default=4, ge=1, le=64)
     ingest_max_attempts: int = Field(default=5, ge=1)
     ingest_poll_seconds: float = 1.0
-    db_pool_size: int = Field(default=10, ge=1)
+    db_pool_size: int = Field(default=20, ge=1)
     max_followers: int = Field(default=10, ge=0)
     # a ticket taking more mail than this per hour is being flooded (or looping): quarantine
     ticket_inbound_per_hour: int = Field(default=30, ge=1)
@@ -70,10 +72,35 @@ class Settings(BaseSettings):
     meili_key: str | None = None
     smtp_relay: str | None = None
 
+    # outgoing mail (outbound/): relay options, retries, limits
+    smtp_relay_starttls: bool = False
+    smtp_relay_username: str | None = None
+    smtp_relay_password: str | None = None
+    smtp_relay_timeout: float = Field(default=30.0, gt=0)
+    mail_bounce_address: str | None = None  # envelope sender; default support+bounces@ of the mailbox
+    mail_concurrency: int = Field(default=8, ge=1, le=64)
+    mail_retry_seconds: float = Field(default=30.0, gt=0)  # first retry; doubles per attempt
+    mail_max_attempts: int = Field(default=8, ge=1)
+    auto_replies_per_hour: int = Field(default=10, ge=0)  # automatic mails to one address
+    outbox_poll_seconds: float = Field(default=0.2, gt=0)
+    outbox_batch_size: int = Field(default=200, ge=1)
+    kafka_partitions: int = Field(default=6, ge=1)
+    kafka_replication_factor: int = Field(default=1, ge=1)
+    kafka_timeout_seconds: float = Field(default=10.0, gt=0)
+
     @field_validator("support_addresses")
     @classmethod
     def _check_addresses(cls, value: str) -> str:
         parse_support_addresses(value)
+        return value
+
+    @field_validator("smtp_relay")
+    @classmethod
+    def _check_relay(cls, value: str | None) -> str | None:
+        if value:
+            host, sep, port = value.strip().rpartition(":")
+            if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+                raise ValueError(f"expected host:port, got {value!r}")
         return value
 
     @field_validator("roles", mode="before")

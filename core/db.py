@@ -18,8 +18,10 @@ class Database:
         self.url = url
         self.engine: AsyncEngine = create_async_engine(
             url,
+            # a fixed pool: overflow connections would be opened and closed under every burst,
+            # each preparing its statements anew
             pool_size=pool_size,
-            max_overflow=pool_size,
+            max_overflow=0,
             # no pre-ping: it costs a round trip per transaction; a connection found dead
             # is invalidated on use and the caller's retry (451, runner backoff) gets a new one
             pool_pre_ping=False,
@@ -27,11 +29,21 @@ class Database:
             connect_args={"timeout": 5, "command_timeout": 30},
         )
         self.sessions = async_sessionmaker(self.engine, expire_on_commit=False)
+        # reads that need no transaction of their own: no BEGIN/COMMIT round trips
+        self.read_sessions = async_sessionmaker(
+            self.engine.execution_options(isolation_level="AUTOCOMMIT"), expire_on_commit=False
+        )
 
     @asynccontextmanager
     async def unit_of_work(self) -> AsyncIterator[AsyncSession]:
         """One transaction: committed when the block ends normally, rolled back otherwise."""
         async with self.sessions() as session, session.begin():
+            yield session
+
+    @asynccontextmanager
+    async def read_only(self) -> AsyncIterator[AsyncSession]:
+        """Each statement sees the latest committed data; nothing is written."""
+        async with self.read_sessions() as session:
             yield session
 
     async def dispose(self) -> None:

@@ -36,6 +36,23 @@ class Metrics:
         self.smtp_sessions = Gauge(
             "helpdesk_smtp_sessions", "Open SMTP connections", registry=self.registry
         )
+        # outbound/: the outbox relay and the mailer
+        self.outbox_published = Counter(
+            "helpdesk_outbox_published", "Outbox events published (to Kafka or in-process consumers)",
+            registry=self.registry,
+        )
+        self.outbox_errors = Counter(
+            "helpdesk_outbox_publish_errors", "Outbox publish attempts that failed and will be retried",
+            registry=self.registry,
+        )
+        self.mail_deliveries = Counter(
+            "helpdesk_mail_deliveries", "Notification deliveries by outcome (sent, failed, retry)",
+            ["outcome"], registry=self.registry,
+        )
+        self.mail_suppressed = Counter(
+            "helpdesk_mail_suppressed", "Notifications not sent on purpose, by reason",
+            ["reason"], registry=self.registry,
+        )
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -4,7 +4,7 @@ import uuid
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import Select, func, select, tuple_
+from sqlalchemy import Select, select, tuple_
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -228,10 +228,8 @@ class TicketService:
             inbound_message_id=inbound_message_id, matched_rule=matched_rule, mail_kind=mail_kind,
         )
         session.add(comment)
-        if announce:  # the event carries the ticket as it now is (a new ticket's is current)
-            ticket.updated_at = func.now()
-            await session.flush()
-            await session.refresh(ticket)
+        if announce:  # set here, not by the database: the event's snapshot needs no reload
+            ticket.updated_at = utcnow()
         actor_id = author_agent_id or author_customer_id
         audit_service.record(
             session, ticket_id=ticket.id, actor_type=author_type, actor_id=actor_id,

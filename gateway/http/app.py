@@ -11,13 +11,16 @@ from core.config import Settings
 from core.db import Database
 from core.ingest.intake import Intake
 from core.metrics import Metrics
-from gateway.http import admin, inbound, middleware, openapi, people, system, ticket_changes, tickets
-from gateway.http.keys import DB, INTAKE, METRICS, SETTINGS, STORE
+from gateway.http import (
+    admin, deliveries, inbound, middleware, openapi, people, system, ticket_changes, tickets,
+)
+from core.agents.tokens import TokenCache
+from gateway.http.keys import DB, INTAKE, METRICS, SETTINGS, STORE, TOKEN_CACHE
 
 # ticket_changes first: its `/tickets/update_many` must win over `/tickets/{ticket}`
 ROUTE_TABLES = (
     ticket_changes.routes, tickets.routes, *people.ROUTES, *admin.ROUTES, inbound.routes,
-    system.routes,
+    deliveries.routes, system.routes,
 )
 
 
@@ -42,6 +45,7 @@ def create_app(
     app[METRICS] = metrics
     app[STORE] = AttachmentStore(settings.attachments_dir)
     app[INTAKE] = intake
+    app[TOKEN_CACHE] = TokenCache(ttl=settings.api_auth_cache_seconds)
     for table in ROUTE_TABLES:
         table.add_to(app)
     app[openapi.OPENAPI_KEY] = openapi.build(

@@ -30,6 +30,7 @@ def crud_routes(
     render: Render | None = None,
     query: type[Page] = Page,
     deletable: bool = True,
+    on_change: Callable[[web.Request], None] = lambda request: None,
 ) -> RouteTable:
     routes = RouteTable(plural)
     base = f"/api/v1/{plural}"
@@ -54,17 +55,21 @@ def crud_routes(
     async def create_item(request: web.Request) -> web.Response:
         data = await parse_body(request, create)
         session = request[SESSION]
-        return json_response(await to_out(session, await crud.create(session, data)), status=201)
+        created = await crud.create(session, data)
+        on_change(request)
+        return json_response(await to_out(session, created), status=201)
 
     async def update_item(request: web.Request) -> web.Response:
         data = await parse_body(request, update)
         session = request[SESSION]
-        obj = await crud.get(session, request.match_info["id"])
-        return json_response(await to_out(session, await crud.update(session, obj, data)))
+        obj = await crud.update(session, await crud.get(session, request.match_info["id"]), data)
+        on_change(request)
+        return json_response(await to_out(session, obj))
 
     async def delete_item(request: web.Request) -> web.Response:
         session = request[SESSION]
         await crud.delete(session, await crud.get(session, request.match_info["id"]))
+        on_change(request)
         return web.Response(status=204)
 
     singular = crud.name.replace(" ", "_")

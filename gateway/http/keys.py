@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from core.agents.tokens import TokenCache
 from core.attachments import AttachmentStore
 from core.config import Settings
 from core.db import Database
@@ -15,6 +16,7 @@ DB = web.AppKey("db", Database)
 METRICS = web.AppKey("metrics", Metrics)
 STORE = web.AppKey("store", AttachmentStore)
 INTAKE = web.AppKey("intake", Intake)
+TOKEN_CACHE = web.AppKey("token_cache", TokenCache)
 
 # request-scoped (aiohttp requests are plain mappings)
 SESSION = "helpdesk.session"

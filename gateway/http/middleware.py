@@ -7,11 +7,11 @@ import logging
 
 from aiohttp import web
 
-from core.agents.tokens import authenticate
+from core.agents.tokens import authenticate, hash_token
 from core.idempotency import IdempotencyKey, fingerprint, lock_and_find
 from core.errors import Conflict, DomainError, Forbidden, Invalid, NotFound
 from gateway.http.errors import ApiError, error_response
-from gateway.http.keys import AGENT, DB, SESSION
+from gateway.http.keys import AGENT, DB, SESSION, TOKEN_CACHE
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +39,9 @@ async def errors(request: web.Request, handler):  # type: ignore[no-untyped-def]
         code = exc.reason.lower().replace(" ", "_")
         kept = {k: v for k, v in exc.headers.items() if k in ("Allow", "Retry-After")}
         return error_response(exc.status, code, exc.reason, headers=kept or None)
+    except ConnectionResetError:  # the client went away mid-request: nothing to answer
+        log.info("client disconnected during %s %s", request.method, request.path)
+        raise
     except Exception:
         log.exception("unhandled error on %s %s", request.method, request.path)
         return error_response(500, "internal_error", "internal error; it has been logged")
@@ -46,10 +49,14 @@ async def errors(request: web.Request, handler):  # type: ignore[no-untyped-def]
 
 @web.middleware
 async def unit_of_work(request: web.Request, handler):  # type: ignore[no-untyped-def]
-    """The request's one transaction: committed if the handler returns, rolled back if it raises."""
+    """The request's one transaction: committed if the handler returns, rolled back if it raises.
+
+    GET and HEAD read without a transaction of their own (no BEGIN/COMMIT round trips)."""
     if not request.path.startswith(API_PREFIX) or request.path in PUBLIC_PATHS:
         return await handler(request)
-    async with request.app[DB].unit_of_work() as session:
+    db = request.app[DB]
+    scope = db.read_only() if request.method in ("GET", "HEAD") else db.unit_of_work()
+    async with scope as session:
         request[SESSION] = session
         return await handler(request)
 
@@ -62,10 +69,15 @@ async def auth(request: web.Request, handler):  # type: ignore[no-untyped-def]
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
         raise ApiError(401, "unauthorized", "missing bearer token")
-    agent = await authenticate(request[SESSION], token.strip())
-    if agent is None:
-        raise ApiError(401, "unauthorized", "invalid or revoked token")
-    request[AGENT] = agent
+    token_hash = hash_token(token.strip())
+    cache = request.app[TOKEN_CACHE]
+    principal = cache.get(token_hash)
+    if principal is None:
+        principal = await authenticate(request[SESSION], token_hash)
+        if principal is None:
+            raise ApiError(401, "unauthorized", "invalid or revoked token")
+        cache.put(token_hash, principal)
+    request[AGENT] = principal
     return await handler(request)
 
 

@@ -9,7 +9,8 @@ from pydantic import ConfigDict
 from sqlalchemy import select
 
 from core.agents import tokens
-from core.agents.models import Agent, ApiToken
+from core.agents.tokens import Principal
+from core.agents.models import ApiToken
 from core.agents.schemas import AgentIn, AgentOut, AgentUpdate, IssuedToken, TokenIn, TokenList, TokenOut
 from core.agents.service import agent_crud
 from core.customers.schemas import CustomerIn, CustomerOut, CustomerUpdate
@@ -20,7 +21,7 @@ from core.pagination import clamp_limit
 from core.tickets.schemas import TicketList, TicketOut
 from core.tickets.service import ticket_service
 from gateway.http.crud import crud_routes
-from gateway.http.keys import AGENT, SESSION
+from gateway.http.keys import AGENT, SESSION, TOKEN_CACHE
 from gateway.http.routing import ADMIN, EVERYONE, STAFF, RouteTable, json_response, parse_body, parse_query
 from gateway.http.tickets import Page
 
@@ -44,6 +45,8 @@ customers = crud_routes(
 agents = crud_routes(
     agent_crud, plural="agents", out=AgentOut, create=AgentIn, update=AgentUpdate,
     read_roles=EVERYONE, write_roles=ADMIN, query=AgentQuery, deletable=False,
+    # a role change or a deactivation must not wait for cached tokens to expire
+    on_change=lambda request: request.app[TOKEN_CACHE].clear(),
 )
 extra = RouteTable("people")
 
@@ -73,7 +76,7 @@ async def customer_tickets(request: web.Request) -> web.Response:
 async def issue_token(request: web.Request) -> web.Response:
     data = await parse_body(request, TokenIn)
     session = request[SESSION]
-    me: Agent = request[AGENT]
+    me: Principal = request[AGENT]
     owner = me
     if data.agent_id is not None and data.agent_id != me.id:
         if me.role is not AgentRole.admin:
@@ -87,7 +90,7 @@ async def issue_token(request: web.Request) -> web.Response:
 
 @extra.get("/api/v1/tokens", summary="Your tokens (an admin's: everyone's)", response=TokenList)
 async def list_tokens(request: web.Request) -> web.Response:
-    me: Agent = request[AGENT]
+    me: Principal = request[AGENT]
     query = select(ApiToken).order_by(ApiToken.created_at)
     if me.role is not AgentRole.admin:
         query = query.where(ApiToken.agent_id == me.id)
@@ -97,7 +100,7 @@ async def list_tokens(request: web.Request) -> web.Response:
 
 @extra.delete("/api/v1/tokens/{id}", summary="Revoke a token", statuses=(204,))
 async def revoke_token(request: web.Request) -> web.Response:
-    me: Agent = request[AGENT]
+    me: Principal = request[AGENT]
     try:
         token_id = uuid.UUID(request.match_info["id"])
     except ValueError:
@@ -106,6 +109,7 @@ async def revoke_token(request: web.Request) -> web.Response:
     if row is None or (row.agent_id != me.id and me.role is not AgentRole.admin):
         raise NotFound("token not found")
     tokens.revoke(row)
+    request.app[TOKEN_CACHE].clear()  # this process stops accepting it now, not in a few seconds
     return web.Response(status=204)
 
 

@@ -26,7 +26,7 @@ from core.tickets.service import ticket_service
 from gateway.http.errors import ApiError, from_validation
 from gateway.http.keys import AGENT, SESSION, STORE
 from gateway.http.routing import EVERYONE, STAFF, RouteTable, json_response, parse_body
-from gateway.http.tickets import comments_out
+from gateway.http.tickets import comment_out, comments_out
 
 routes = RouteTable("tickets")
 MAX_FILES = 20
@@ -99,8 +99,12 @@ async def add_comment(request: web.Request) -> web.Response:
         data, files = await parse_body(request, CommentIn), []
     ticket = await require_ticket(session, request.match_info["ticket"])
     comment = await ticket_changes.comment(session, ticket, data, actor(request))
-    await store_uploads(request.app[STORE], session, comment, files)
-    [out] = await comments_out(session, [comment])
+    if files:
+        await store_uploads(request.app[STORE], session, comment, files)
+        [out] = await comments_out(session, [comment])
+    else:
+        await session.flush()  # created_at comes from the database
+        out = comment_out(comment, [])
     return json_response(out, status=201)
 
 

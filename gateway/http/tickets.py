@@ -126,13 +126,12 @@ async def comments_out(session: AsyncSession, comments: list[TicketComment]) -> 
                     url=f"/api/v1/tickets/{a.ticket_id}/attachments/{a.id}",
                 )
             )
-    return [
-        CommentOut.model_validate(
-            {**{k: getattr(c, k) for k in CommentOut.model_fields if k != "attachments"},
-             "attachments": attachments[c.id]}
-        )
-        for c in comments
-    ]
+    return [comment_out(c, attachments[c.id]) for c in comments]
+
+
+def comment_out(comment: TicketComment, attachments: list[AttachmentOut]) -> CommentOut:
+    fields = {k: getattr(comment, k) for k in CommentOut.model_fields if k != "attachments"}
+    return CommentOut.model_validate({**fields, "attachments": attachments})
 
 
 @routes.get(

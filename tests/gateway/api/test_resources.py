@@ -151,3 +151,13 @@ async def test_changing_a_customer_email_to_a_taken_one_is_409(gateway: Running)
         other = await (await client.post("/api/v1/customers", json={"email": unique_email()})).json()
         clash = await client.put(f"/api/v1/customers/{other['id']}", json={"email": taken.upper()})
         assert clash.status == 409, await clash.text()
+
+
+async def test_a_deactivated_agent_is_locked_out_at_once_despite_the_token_cache(gateway: Running) -> None:
+    async with gateway.http() as client:
+        agent = await (await client.post("/api/v1/agents", json={"email": unique_email("d"), "name": "Dee"})).json()
+        token = await (await client.post("/api/v1/tokens", json={"agent_id": agent["id"]})).json()
+        async with gateway.http(token["token"]) as dee:
+            assert (await dee.get("/api/v1/groups")).status == 200  # now cached
+            await client.put(f"/api/v1/agents/{agent['id']}", json={"active": False})
+            assert (await dee.get("/api/v1/groups")).status == 401
