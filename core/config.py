@@ -57,6 +57,9 @@ class Settings(BaseSettings):
     public_url: str | None = None
     # verified tokens are remembered this long per process (a revocation reaches the others then)
     api_auth_cache_seconds: float = Field(default=5.0, ge=0)
+    # per token and process; 0 turns the limit off
+    api_rate_per_minute: int = Field(default=6000, ge=0)
+    api_rate_burst: int = Field(default=300, ge=1)
 
     roles: Annotated[tuple[str, ...], NoDecode] = ROLES
     ingest_workers: int = Field(default=4, ge=1, le=64)

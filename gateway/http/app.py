@@ -15,7 +15,8 @@ from gateway.http import (
     admin, deliveries, inbound, middleware, openapi, people, system, ticket_changes, tickets,
 )
 from core.agents.tokens import TokenCache
-from gateway.http.keys import DB, INTAKE, METRICS, SETTINGS, STORE, TOKEN_CACHE
+from gateway.http.keys import DB, INTAKE, METRICS, RATE_LIMITER, SETTINGS, STORE, TOKEN_CACHE
+from gateway.http.ratelimit import RateLimiter
 
 # ticket_changes first: its `/tickets/update_many` must win over `/tickets/{ticket}`
 ROUTE_TABLES = (
@@ -46,6 +47,7 @@ def create_app(
     app[STORE] = AttachmentStore(settings.attachments_dir)
     app[INTAKE] = intake
     app[TOKEN_CACHE] = TokenCache(ttl=settings.api_auth_cache_seconds)
+    app[RATE_LIMITER] = RateLimiter(per_minute=settings.api_rate_per_minute, burst=settings.api_rate_burst)
     for table in ROUTE_TABLES:
         table.add_to(app)
     app[openapi.OPENAPI_KEY] = openapi.build(

@@ -10,16 +10,18 @@ from pydantic import ValidationError
 
 class ApiError(Exception):
     def __init__(
-        self, status: int, code: str, message: str, fields: dict[str, str] | None = None
+        self, status: int, code: str, message: str, fields: dict[str, str] | None = None,
+        *, headers: dict[str, str] | None = None,
     ) -> None:
         super().__init__(message)
         self.status = status
         self.code = code
         self.message = message
         self.fields = fields or {}
+        self.headers = headers
 
     def response(self) -> web.Response:
-        return error_response(self.status, self.code, self.message, self.fields)
+        return error_response(self.status, self.code, self.message, self.fields, headers=self.headers)
 
 
 def error_response(

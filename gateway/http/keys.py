@@ -10,6 +10,7 @@ from core.config import Settings
 from core.db import Database
 from core.ingest.intake import Intake
 from core.metrics import Metrics
+from gateway.http.ratelimit import RateLimiter
 
 SETTINGS = web.AppKey("settings", Settings)
 DB = web.AppKey("db", Database)
@@ -17,6 +18,7 @@ METRICS = web.AppKey("metrics", Metrics)
 STORE = web.AppKey("store", AttachmentStore)
 INTAKE = web.AppKey("intake", Intake)
 TOKEN_CACHE = web.AppKey("token_cache", TokenCache)
+RATE_LIMITER = web.AppKey("rate_limiter", RateLimiter)
 
 # request-scoped (aiohttp requests are plain mappings)
 SESSION = "helpdesk.session"

@@ -11,7 +11,7 @@ from core.agents.tokens import authenticate, hash_token
 from core.idempotency import IdempotencyKey, fingerprint, lock_and_find
 from core.errors import Conflict, DomainError, Forbidden, Invalid, NotFound
 from gateway.http.errors import ApiError, error_response
-from gateway.http.keys import AGENT, DB, SESSION, TOKEN_CACHE
+from gateway.http.keys import AGENT, DB, RATE_LIMITER, SESSION, TOKEN_CACHE
 
 log = logging.getLogger(__name__)
 
@@ -77,6 +77,12 @@ async def auth(request: web.Request, handler):  # type: ignore[no-untyped-def]
         if principal is None:
             raise ApiError(401, "unauthorized", "invalid or revoked token")
         cache.put(token_hash, principal)
+    limiter = request.app[RATE_LIMITER]
+    if limiter.enabled and (wait := limiter.take(token_hash)) > 0:
+        raise ApiError(
+            429, "rate_limited", f"too many requests for this token; retry in {wait:.1f}s",
+            headers={"Retry-After": limiter.retry_after(wait)},
+        )
     request[AGENT] = principal
     return await handler(request)
 

@@ -1,0 +1,47 @@
+"""Requests per token: a token bucket each, refilled continuously; over it, 429 with Retry-After.
+
+Per process: with several API processes the effective limit is their sum, which is the usual
+trade for not putting a shared counter on every request's path.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+
+
+@dataclass
+class Bucket:
+    tokens: float
+    updated: float
+
+
+@dataclass
+class RateLimiter:
+    per_minute: int
+    burst: int
+    clock: object = time.monotonic
+    _buckets: dict[str, Bucket] = field(default_factory=dict)
+
+    @property
+    def enabled(self) -> bool:
+        return self.per_minute > 0
+
+    def take(self, key: str) -> float:
+        """Spends one request of `key`'s budget: 0 if allowed, else seconds until it would be."""
+        now = self.clock()  # type: ignore[operator]
+        rate = self.per_minute / 60.0
+        bucket = self._buckets.get(key)
+        if bucket is None:
+            bucket = self._buckets[key] = Bucket(tokens=float(self.burst), updated=now)
+        bucket.tokens = min(float(self.burst), bucket.tokens + (now - bucket.updated) * rate)
+        bucket.updated = now
+        if bucket.tokens >= 1.0:
+            bucket.tokens -= 1.0
+            return 0.0
+        return (1.0 - bucket.tokens) / rate
+
+    @staticmethod
+    def retry_after(wait: float) -> str:
+        return str(max(1, math.ceil(wait)))
