@@ -167,13 +167,18 @@ def start_bare() -> tuple[subprocess.Popen[bytes], int]:
     return proc, port
 
 
-def start_gateway(data_dir: Path, log_path: Path) -> tuple[subprocess.Popen[bytes], int]:
+def start_gateway(data_dir: Path, log_path: Path, roles: str | None = None,
+                  env: dict[str, str] | None = None) -> tuple[subprocess.Popen[bytes], int]:
     port = free_port()
     cmd = [str(HELPDESK), "serve", "--data-dir", str(data_dir), "--smtp-port", str(port),
            "--http-port", str(free_port())]
-    proc = subprocess.Popen(cmd, stdout=log_path.open("wb"), stderr=subprocess.STDOUT)
+    if roles:
+        cmd += ["--roles", roles]
+    proc = subprocess.Popen(cmd, stdout=log_path.open("wb"), stderr=subprocess.STDOUT,
+                            env={**os.environ, **(env or {})})
+    ready = "SMTP listening" if roles is None or "smtp" in roles else "roles:"
     deadline = time.monotonic() + 180
-    while "SMTP listening" not in log_path.read_text(errors="replace"):
+    while ready not in log_path.read_text(errors="replace"):
         if proc.poll() is not None or time.monotonic() > deadline:
             raise SystemExit(f"gateway did not start:\n{log_path.read_text(errors='replace')[-3000:]}")
         time.sleep(0.2)
@@ -275,15 +280,25 @@ async def bench(args: argparse.Namespace, work: Path) -> bool:
         print(f"note: the machine was {busy:.0f}% busy before start; other work skews these figures")
     bare = await bare_phase(args)
     log_path = work / "gateway.log"
-    gateway, port = start_gateway(work / "data", log_path)
+    # --split: the production layout for a 2-core box, mail in one process and workers in another
+    gateway, port = start_gateway(work / "data", log_path, roles="smtp,api" if args.split else None)
+    worker = None
     try:
+        if args.split:
+            url = "postgresql+asyncpg://" + database_dsn(work / "data").removeprefix("postgresql://")
+            worker, _ = start_gateway(work / "worker", work / "worker.log", roles="worker,scheduler",
+                                      env={"HELPDESK_DATABASE_URL": url})
         db = await asyncpg.connect(database_dsn(work / "data"))
         load, tickets_rate = await full_speed_phase(db, port, args)
         grew = await steady_phase(db, port, args)
         await db.close()
     finally:
+        if worker is not None:
+            worker.send_signal(signal.SIGTERM)
+            worker.wait(60)
         ok_exit = stop_gateway(gateway, work / "data")
-    problems = [line for line in log_path.read_text(errors="replace").splitlines()
+    logs = [log_path] + ([work / "worker.log"] if args.split else [])
+    problems = [line for path in logs for line in path.read_text(errors="replace").splitlines()
                 if " ERROR " in line or " WARNING " in line or "Traceback" in line]
     ratio = load.rate / bare.rate
     print("\n=== summary ===")
@@ -329,6 +344,8 @@ def main() -> int:
     parser.add_argument("--rate", type=float, default=200.0, help="steady phase, msg/s")
     parser.add_argument("--seconds", type=float, default=15.0, help="steady phase duration")
     parser.add_argument("--keep", action="store_true", help="keep the data dir and gateway log")
+    parser.add_argument("--split", action="store_true",
+                        help="run --roles smtp,api and --roles worker,scheduler as two processes")
     parser.add_argument("--bare-server", type=int, metavar="PORT", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.bare_server:
