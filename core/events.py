@@ -49,7 +49,12 @@ class OutboundDelivery(Base):
     """One email for one (event, recipient): the mailer's idempotency record."""
 
     __tablename__ = "outbound_deliveries"
-    __table_args__ = (UniqueConstraint("event_id", "recipient", name="uq_outbound_deliveries_event_recipient"),)
+    __table_args__ = (
+        UniqueConstraint("event_id", "recipient", name="uq_outbound_deliveries_event_recipient"),
+        # the hourly cap on automatic mail per address, and the retry sweep over pending rows
+        Index("ix_outbound_deliveries_recipient_created_at", "recipient", "created_at"),
+        Index("ix_outbound_deliveries_pending", "created_at", postgresql_where=text("status = 'pending'")),
+    )
 
     id: Mapped[uuid.UUID] = uuid_pk()
     event_id: Mapped[uuid.UUID] = mapped_column(index=True)

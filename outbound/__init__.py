@@ -1,0 +1,1 @@
+"""Outgoing: the outbox relay (▸ Kafka or in-process), the mailer, templates and transports."""

@@ -1,0 +1,174 @@
+"""One delivery row ▸ one email: template context, reply token, thread, From/Reply-To mailbox."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from dataclasses import dataclass
+from email.message import Message
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.dialects.postgresql import aggregate_order_by
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from core.agents.models import Agent
+from core.config import Settings
+from core.customers.models import Customer
+from core.events import OutboundDelivery, OutboxEvent
+from core.groups.models import Group
+from core.mail.tokens import make_token, reply_address
+from core.secrets import REPLY_TOKEN_SECRET, server_secret
+from core.tickets.models import MessageId
+from outbound.recipients import TICKET_ASSIGNED, TICKET_CREATED, TICKET_NEW_COMMENT
+from outbound.render import Envelope, Renderer, build_message
+
+
+class CannotCompose(Exception):
+    """The delivery can never be sent (its event or ticket is gone)."""
+
+
+@dataclass(frozen=True)
+class Mailbox:
+    address: str
+    group: str
+
+
+async def mailbox_for(session: AsyncSession, settings: Settings, group_id: Any) -> Mailbox:
+    """The support address of the ticket's group (the first configured one as a fallback)."""
+    mailboxes = settings.support_mailboxes
+    name = None
+    if group_id:
+        name = await session.scalar(select(Group.name).where(Group.id == uuid.UUID(str(group_id))))
+    for address, group in mailboxes.items():
+        if group == name:
+            return Mailbox(address, group)
+    address, group = next(iter(mailboxes.items()))
+    return Mailbox(address, name or group)
+
+
+def bounce_address(settings: Settings, mailbox: str) -> str:
+    """The envelope sender: bounces come back to the gateway (plus-addressing) and are
+    recognised as delivery reports, never mistaken for a customer writing to support."""
+    if settings.mail_bounce_address:
+        return settings.mail_bounce_address
+    local, _, domain = mailbox.partition("@")
+    return f"{local}+bounces@{domain}"
+
+
+def new_message_id(mailbox: str) -> str:
+    return f"{uuid.uuid4().hex}.hd@{mailbox.partition('@')[2]}"
+
+
+async def _name_of(session: AsyncSession, author_type: str | None, author_id: Any) -> str:
+    if not author_id:
+        return "Support" if author_type == "system" else "Someone"
+    ident = uuid.UUID(str(author_id))
+    if author_type == "agent":
+        return await session.scalar(select(Agent.name).where(Agent.id == ident)) or "An agent"
+    row = (await session.execute(select(Customer.name, Customer.email).where(Customer.id == ident))).first()
+    return (row.name or row.email) if row else "Someone"
+
+
+async def lock_delivery(session: AsyncSession, delivery_id: uuid.UUID) -> Any:
+    """The delivery row, locked (None if another worker holds it), with what its message needs:
+    the recipient's name as agent or customer, and the ticket's Message-IDs from before it was
+    planned (oldest first) — one round trip."""
+    d = OutboundDelivery.__table__
+    thread = select(
+        func.array_agg(aggregate_order_by(MessageId.message_id, MessageId.created_at, MessageId.id))
+    ).where(MessageId.ticket_id == d.c.ticket_id, MessageId.created_at < d.c.created_at).scalar_subquery()
+    return (await session.execute(
+        select(
+            d,
+            select(Agent.name).where(Agent.email == d.c.recipient).limit(1).scalar_subquery().label("agent_name"),
+            select(Customer.name).where(Customer.email == d.c.recipient).limit(1).scalar_subquery().label("customer_name"),
+            thread.label("thread"),
+        ).where(d.c.id == delivery_id).with_for_update(of=d, skip_locked=True)
+    )).first()
+
+
+class Composer:
+    def __init__(self, settings: Settings, renderer: Renderer | None = None) -> None:
+        self.settings = settings
+        self.renderer = renderer or Renderer()
+        self._secret: bytes | None = None  # never changes once made
+        self._mailboxes: dict[str, tuple[float, Mailbox]] = {}
+
+    async def secret(self, session: AsyncSession) -> bytes:
+        if self._secret is None:
+            self._secret = await server_secret(session, REPLY_TOKEN_SECRET)
+        return self._secret
+
+    async def mailbox(self, session: AsyncSession, group_id: Any) -> Mailbox:
+        """`mailbox_for`, remembered for a minute (groups are rarely renamed)."""
+        key = str(group_id)
+        cached = self._mailboxes.get(key)
+        if cached is not None and cached[0] > time.monotonic():
+            return cached[1]
+        found = await mailbox_for(session, self.settings, group_id)
+        self._mailboxes[key] = (time.monotonic() + 60, found)
+        return found
+
+    async def compose(
+        self, session: AsyncSession, delivery: Any, payload: dict[str, Any] | None = None,
+    ) -> tuple[Message, str]:
+        """The message and its envelope sender, for a row from `lock_delivery`.
+        `payload`: the event, if at hand."""
+        if payload is None:
+            event = await session.get(OutboxEvent, delivery.event_id)
+            if event is None:
+                raise CannotCompose(f"event {delivery.event_id} no longer exists")
+            payload = event.payload
+        ticket = payload["ticket"]
+        mailbox = await self.mailbox(session, ticket.get("group_id"))
+        token = make_token(
+            await self.secret(session), ticket_number=int(ticket["number"]),
+            ticket_id=uuid.UUID(str(ticket["id"])), address=delivery.recipient,
+        )
+        is_agent = delivery.agent_name is not None
+        name = (delivery.agent_name if is_agent else delivery.customer_name) or ""
+        context = await self.context(session, delivery.template, payload, mailbox, name, is_agent)
+        text, html = self.renderer.render(delivery.template, context)
+        acknowledgement = delivery.template == TICKET_CREATED and payload.get("via") == "email"
+        envelope = Envelope(
+            message_id=delivery.message_id, from_name=mailbox.group, from_address=mailbox.address,
+            to_name=name, to_address=delivery.recipient, reply_to=reply_address(mailbox.address, token),
+            subject=str(ticket.get("subject") or ""), thread=list(delivery.thread or []),
+            auto_submitted="auto-replied" if acknowledgement else "auto-generated",
+            ticket_number=int(ticket["number"]),
+        )
+        return build_message(envelope, text, html), bounce_address(self.settings, mailbox.address)
+
+    async def context(
+        self, session: AsyncSession, template: str, payload: dict[str, Any], mailbox: Mailbox,
+        name: str, is_agent: bool,
+    ) -> dict[str, Any]:
+        """Only what each template needs: never the ticket's description (the customer's body)."""
+        ticket = payload["ticket"]
+        comment = payload.get("comment") or {}
+        assigned = template == TICKET_ASSIGNED
+        base = self.settings.public_url or self.settings.base_url
+        return {
+            "ticket": {
+                "number": ticket.get("number"), "subject": ticket.get("subject") or "(no subject)",
+                "status": ticket.get("status"), "priority": ticket.get("priority"),
+            },
+            "recipient": {"name": name, "is_agent": is_agent},
+            "group": mailbox.group,
+            "ticket_url": f"{base.rstrip('/')}/api/v1/tickets/{ticket.get('number')}" if is_agent else None,
+            "previous_status": payload.get("previous_status"),
+            "actor_name": (
+                await _name_of(session, "agent", payload["actor_id"])
+                if assigned and payload.get("actor_id") else None
+            ),
+            "requester": await _name_of(session, "customer", ticket.get("requester_id")) if assigned else "",
+            "comment": {
+                "author": await _name_of(session, comment.get("author_type"), comment.get("author_id")),
+                "body": comment.get("body") or "", "public": comment.get("visibility") == "public",
+            } if comment and template == TICKET_NEW_COMMENT else {"author": "", "body": "", "public": True},
+            "sla": {
+                "metric": payload.get("metric"),
+                "breach_at": payload.get("breach_at") or ticket.get("sla_breach_at"),
+            },
+        }

@@ -1,0 +1,257 @@
+"""The mailer: events in, one email per (event, recipient), sent at most once as far as SMTP allows.
+
+plan    one transaction per batch of events: who gets what ▸ an `outbound_deliveries` row per
+        recipient with its Message-ID fixed now (and recorded in `message_ids`, so replies
+        thread back). A redelivered event finds its rows and plans nothing new.
+attempt one transaction per delivery, the row locked (`FOR UPDATE SKIP LOCKED`) while the relay
+        talks: pending ▸ sent / failed, or attempts+1 for a temporary failure. A crash after the
+        relay's 250 and before our commit sends the same message again: same Message-ID.
+sweep   retries pending rows on a backoff schedule (first retry after `mail_retry_seconds`,
+        doubling), and picks up rows whose first attempt was lost with its process.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import func, select, text, update
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from core.config import Settings
+from core.db import Database
+from core.enums import DeliveryStatus, MessageDirection
+from core.events import OutboundDelivery
+from core.metrics import Metrics
+from core.tickets.models import MessageId, Ticket
+from outbound.compose import CannotCompose, Composer, lock_delivery, new_message_id
+from outbound.recipients import recipients_for, screen
+from outbound.transport import PermanentFailure, TemporaryFailure, Transport
+
+log = logging.getLogger(__name__)
+
+FIRST_ATTEMPT_GRACE = 60.0  # a never-tried row older than this lost its process: sweep it
+
+
+def _lock_key(kind: str, value: str) -> int:
+    return int.from_bytes(hashlib.sha256(f"{kind}|{value}".encode()).digest()[:8], "big", signed=True)
+
+
+@dataclass(frozen=True)
+class Planned:
+    delivery_id: uuid.UUID
+    key: str  # the ticket: its mail goes out in event order
+    payload: dict[str, Any]
+
+
+async def in_ticket_order(
+    items: list[Planned], attempt: Callable[[Planned], Awaitable[None]], concurrency: int
+) -> None:
+    """One ticket's deliveries in order, different tickets concurrently; raises the first failure."""
+    by_key: dict[str, list[Planned]] = {}
+    for item in items:
+        by_key.setdefault(item.key, []).append(item)
+    gate = asyncio.Semaphore(concurrency)
+
+    async def run(chain: list[Planned]) -> None:
+        async with gate:
+            for item in chain:
+                await attempt(item)
+
+    results = await asyncio.gather(*(run(chain) for chain in by_key.values()), return_exceptions=True)
+    for result in results:
+        if isinstance(result, BaseException):
+            raise result
+
+
+class Mailer:
+    def __init__(self, db: Database, settings: Settings, transport: Transport, metrics: Metrics) -> None:
+        self.db = db
+        self.settings = settings
+        self.transport = transport
+        self.metrics = metrics
+        self.composer = Composer(settings)
+        self._stopping = asyncio.Event()
+        self._sweeper: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        self._stopping.clear()
+        self._sweeper = asyncio.create_task(self._sweep_loop())
+
+    async def stop(self) -> None:
+        self._stopping.set()
+        if self._sweeper is not None:
+            await asyncio.gather(self._sweeper, return_exceptions=True)
+            self._sweeper = None
+        await self.transport.close()
+
+    async def handle_batch(self, events: list[dict[str, Any]]) -> None:
+        """Idempotent by event_id. Raises only for trouble of ours (the events come again)."""
+        planned = await self.plan(events)
+        await in_ticket_order(
+            planned, lambda p: self.attempt(p.delivery_id, p.payload), self.settings.mail_concurrency
+        )
+
+    async def handle(self, event: dict[str, Any]) -> None:
+        await self.handle_batch([event])
+
+    async def plan(self, events: list[dict[str, Any]]) -> list[Planned]:
+        """One transaction for the batch: the pending deliveries of its events, in event order;
+        for an event seen for the first time, its deliveries are created now."""
+        events = list({str(e["event_id"]): e for e in events if e.get("event_id") and e.get("ticket")}.values())
+        if not events:
+            return []
+        ids = [uuid.UUID(str(e["event_id"])) for e in events]
+        async with self.db.unit_of_work() as session:
+            # concurrent mailers with the same event: the second waits, then finds the rows
+            await session.execute(
+                text("SELECT pg_advisory_xact_lock(k) FROM unnest(CAST(:keys AS bigint[])) AS k ORDER BY k"),
+                {"keys": sorted({_lock_key("event", str(i)) for i in ids})},
+            )
+            rows = (await session.execute(
+                select(OutboundDelivery.id, OutboundDelivery.event_id, OutboundDelivery.status)
+                .where(OutboundDelivery.event_id.in_(ids)).order_by(OutboundDelivery.recipient)
+            )).all()
+            seen = {r.event_id for r in rows}
+            pending = [(r.event_id, r.id) for r in rows if r.status is DeliveryStatus.pending]
+            new = [e for e, i in zip(events, ids) if i not in seen]
+            if new:
+                pending += await self._create_deliveries(session, new)
+        by_event: dict[uuid.UUID, list[uuid.UUID]] = {}
+        for event_id, delivery_id in pending:
+            by_event.setdefault(event_id, []).append(delivery_id)
+        return [
+            Planned(delivery_id, str(e["ticket"]["id"]), e)
+            for e, i in zip(events, ids) for delivery_id in by_event.get(i, [])
+        ]
+
+    async def _create_deliveries(
+        self, session: AsyncSession, events: list[dict[str, Any]]
+    ) -> list[tuple[uuid.UUID, uuid.UUID]]:
+        ticket_ids = {uuid.UUID(str(e["ticket"]["id"])) for e in events}
+        live = set(await session.scalars(
+            select(Ticket.id).where(Ticket.id.in_(ticket_ids), Ticket.deleted_at.is_(None))
+        ))
+        rows: list[dict[str, Any]] = []
+        comments: dict[uuid.UUID, uuid.UUID | None] = {}
+        counted: dict[str, int] = {}  # automatic mail planned in this batch, per address
+        for event in events:
+            event_id, ticket_id = uuid.UUID(str(event["event_id"])), uuid.UUID(str(event["ticket"]["id"]))
+            if ticket_id not in live:
+                continue
+            screened = await screen(
+                session, await recipients_for(session, event), mailboxes=self.settings.support_mailboxes,
+                auto_per_hour=self.settings.auto_replies_per_hour, planned=counted,
+            )
+            for recipient, reason in screened.suppressed:
+                self.metrics.mail_suppressed.labels(reason).inc()
+                log.info("event %s: no %s to %s (%s)", event_id, recipient.template, recipient.address, reason)
+            mailbox = await self.composer.mailbox(session, event["ticket"].get("group_id"))
+            comment_id = (event.get("comment") or {}).get("id")
+            comments[event_id] = uuid.UUID(comment_id) if comment_id else None
+            rows += [
+                {
+                    "id": uuid.uuid4(), "event_id": event_id, "ticket_id": ticket_id,
+                    "recipient": r.address.strip().lower(), "template": r.template,
+                    "message_id": new_message_id(mailbox.address), "status": DeliveryStatus.pending,
+                }
+                for r in screened.accepted
+            ]
+        if not rows:
+            return []
+        inserted = (await session.execute(
+            insert(OutboundDelivery).values(rows)
+            .on_conflict_do_nothing(constraint="uq_outbound_deliveries_event_recipient")
+            .returning(OutboundDelivery.id, OutboundDelivery.event_id, OutboundDelivery.ticket_id,
+                       OutboundDelivery.message_id)
+        )).all()
+        if inserted:
+            await session.execute(
+                insert(MessageId).values([
+                    {
+                        "id": uuid.uuid4(), "message_id": r.message_id, "ticket_id": r.ticket_id,
+                        "direction": MessageDirection.outbound, "comment_id": comments.get(r.event_id),
+                    }
+                    for r in inserted
+                ]).on_conflict_do_nothing(constraint="uq_message_ids_message_ticket")
+            )
+        order = {row["id"]: n for n, row in enumerate(rows)}
+        return [(r.event_id, r.id) for r in sorted(inserted, key=lambda r: order[r.id])]
+
+    async def attempt(self, delivery_id: uuid.UUID, payload: dict[str, Any] | None = None) -> None:
+        """Sends one pending delivery unless another worker holds it or it is already done."""
+        table = OutboundDelivery.__table__
+        async with self.db.unit_of_work() as session:
+            delivery = await lock_delivery(session, delivery_id)
+            if delivery is None or delivery.status != DeliveryStatus.pending:
+                return
+            outcome = await self._send(session, delivery, payload)
+            await session.execute(update(table).where(table.c.id == delivery_id).values(**outcome))
+
+    async def _send(self, session: AsyncSession, delivery: Any, payload: dict[str, Any] | None) -> dict[str, Any]:
+        """The row's new values after one attempt."""
+        try:
+            message, sender = await self.composer.compose(session, delivery, payload)
+        except CannotCompose as exc:
+            return self._failed(delivery, str(exc), delivery.attempts)
+        except Exception as exc:  # a template or data bug of ours: visible, not a retry loop
+            log.exception("cannot compose delivery %s", delivery.id)
+            return self._failed(delivery, f"cannot compose: {type(exc).__name__}: {exc}", delivery.attempts)
+        attempts = delivery.attempts + 1
+        try:
+            await self.transport.send(message, sender=sender, recipient=delivery.recipient)
+        except PermanentFailure as exc:
+            return self._failed(delivery, str(exc), attempts)
+        except TemporaryFailure as exc:
+            if attempts >= self.settings.mail_max_attempts:
+                return self._failed(delivery, f"gave up after {attempts} attempts: {exc}", attempts)
+            self.metrics.mail_deliveries.labels("retry").inc()
+            log.warning("delivery %s to %s: %s (will retry)", delivery.message_id, delivery.recipient, exc)
+            return {"attempts": attempts, "last_error": str(exc)[:2000]}
+        self.metrics.mail_deliveries.labels("sent").inc()
+        return {"attempts": attempts, "status": DeliveryStatus.sent, "sent_at": func.now(), "last_error": None}
+
+    def _failed(self, delivery: Any, error: str, attempts: int) -> dict[str, Any]:
+        self.metrics.mail_deliveries.labels("failed").inc()
+        log.error("delivery %s (%s to %s) failed: %s", delivery.message_id, delivery.template, delivery.recipient, error)
+        return {"attempts": attempts, "status": DeliveryStatus.failed, "last_error": error[:2000]}
+
+    async def sweep(self, limit: int = 100) -> int:
+        """Attempts the pending deliveries whose time has come; returns how many were due."""
+        async with self.db.unit_of_work() as session:
+            due = list(await session.scalars(
+                select(OutboundDelivery.id).where(
+                    OutboundDelivery.status == DeliveryStatus.pending,
+                    text(
+                        "outbound_deliveries.created_at + make_interval(secs => CASE "
+                        "WHEN outbound_deliveries.attempts = 0 THEN :grace "
+                        "ELSE :base * (power(2, outbound_deliveries.attempts) - 1) END) <= now()"
+                    ).bindparams(grace=FIRST_ATTEMPT_GRACE, base=self.settings.mail_retry_seconds),
+                ).order_by(OutboundDelivery.created_at).limit(limit)
+            ))
+        gate = asyncio.Semaphore(self.settings.mail_concurrency)
+
+        async def one(delivery_id: uuid.UUID) -> None:
+            async with gate:
+                await self.attempt(delivery_id)
+
+        await asyncio.gather(*(one(d) for d in due))
+        return len(due)
+
+    async def _sweep_loop(self) -> None:
+        interval = min(max(self.settings.mail_retry_seconds / 2, 0.1), 5.0)
+        while not self._stopping.is_set():
+            try:
+                await self.sweep()
+            except Exception:
+                log.exception("mail retry sweep failed; trying again")
+            try:
+                await asyncio.wait_for(self._stopping.wait(), interval)
+            except TimeoutError:
+                pass

@@ -1,0 +1,149 @@
+"""Where outgoing mail goes: an SMTP relay (aiosmtplib), or by default a Maildir on disk.
+
+Both take the message as bytes with an explicit envelope: the sender is the bounce address,
+the recipient the one address of this delivery (never the headers' To).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import mailbox
+from email import policy
+from email.message import EmailMessage, Message
+from pathlib import Path
+from typing import Protocol
+
+import aiosmtplib
+
+from core.config import Settings
+
+_COMPAT_SMTP = policy.compat32.clone(linesep="\r\n")
+
+
+class TemporaryFailure(Exception):
+    """Try again later (4xx, connection trouble)."""
+
+
+class PermanentFailure(Exception):
+    """The relay refused this message for good (5xx): mark the delivery failed."""
+
+
+def _needs_utf8(*addresses: str) -> bool:
+    return not all(a.isascii() for a in addresses)
+
+
+def flatten(message: Message, *addresses: str) -> bytes:
+    """Wire bytes, CRLF line ends: quick compat32 messages as they are, `EmailMessage`s by policy."""
+    if not isinstance(message, EmailMessage):
+        return message.as_bytes(policy=_COMPAT_SMTP)
+    utf8 = _needs_utf8(*addresses, str(message["To"] or ""), str(message["From"] or ""))
+    return message.as_bytes(policy=policy.SMTPUTF8 if utf8 else policy.SMTP)
+
+
+class Transport(Protocol):
+    async def send(self, message: Message, *, sender: str, recipient: str) -> None: ...
+
+    async def close(self) -> None: ...
+
+
+class SmtpTransport:
+    """aiosmtplib over a few kept-open connections (one per concurrent send, up to `max_idle`)."""
+
+    def __init__(
+        self, host: str, port: int, *, starttls: bool = False, username: str | None = None,
+        password: str | None = None, timeout: float = 30.0, local_hostname: str | None = None,
+        max_idle: int = 8,
+    ) -> None:
+        self.host, self.port = host, port
+        self.starttls = starttls
+        self.username, self.password = username, password
+        self.timeout = timeout
+        self.local_hostname = local_hostname
+        self.max_idle = max_idle
+        self._idle: list[aiosmtplib.SMTP] = []
+
+    async def _connect(self) -> aiosmtplib.SMTP:
+        client = aiosmtplib.SMTP(
+            hostname=self.host, port=self.port, start_tls=self.starttls, username=self.username,
+            password=self.password, timeout=self.timeout, local_hostname=self.local_hostname,
+        )
+        await client.connect()  # EHLO, STARTTLS and AUTH as configured
+        return client
+
+    async def send(self, message: Message, *, sender: str, recipient: str) -> None:
+        data = flatten(message, sender, recipient)
+        options = ["SMTPUTF8"] if _needs_utf8(sender, recipient) else []
+        try:
+            reused = bool(self._idle)
+            client = self._idle.pop() if reused else await self._connect()
+            try:
+                await client.sendmail(sender, [recipient], data, mail_options=options)
+            except (aiosmtplib.SMTPServerDisconnected, ConnectionError):
+                client.close()
+                if not reused:
+                    raise
+                client = await self._connect()  # the kept connection had gone stale
+                await client.sendmail(sender, [recipient], data, mail_options=options)
+            except BaseException:
+                client.close()
+                raise
+        except aiosmtplib.SMTPRecipientsRefused as exc:
+            first = exc.recipients[0]
+            raise _classify(first.code, first.message) from exc
+        except (aiosmtplib.SMTPAuthenticationError, aiosmtplib.SMTPNotSupported) as exc:
+            raise TemporaryFailure(f"relay set-up: {exc}") from exc  # ours to fix, not the recipient's
+        except aiosmtplib.SMTPResponseException as exc:
+            raise _classify(exc.code, exc.message) from exc
+        except (aiosmtplib.SMTPException, OSError, TimeoutError) as exc:
+            raise TemporaryFailure(f"{type(exc).__name__}: {exc}") from exc
+        if len(self._idle) < self.max_idle:
+            self._idle.append(client)
+        else:
+            client.close()
+
+    async def close(self) -> None:
+        idle, self._idle = self._idle, []
+        for client in idle:
+            try:
+                await asyncio.wait_for(client.quit(), 5)
+            except Exception:
+                client.close()
+
+
+def _classify(code: int, message: str) -> Exception:
+    text = f"{code} {message}".strip()
+    return PermanentFailure(text) if 500 <= code < 600 else TemporaryFailure(text)
+
+
+class MaildirTransport:
+    """Each message a file in `path/new`, with the envelope sender as Return-Path."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    async def send(self, message: Message, *, sender: str, recipient: str) -> None:
+        data = b"Return-Path: <" + sender.encode() + b">\r\nDelivered-To: " + recipient.encode() + b"\r\n"
+        data += flatten(message, sender, recipient)
+        try:
+            await asyncio.to_thread(self._add, data)
+        except OSError as exc:
+            raise TemporaryFailure(f"maildir {self.path}: {exc}") from exc
+
+    async def close(self) -> None:
+        return None
+
+    def _add(self, data: bytes) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        mailbox.Maildir(self.path, create=True).add(data)
+
+
+def transport_from_settings(settings: Settings) -> Transport:
+    if settings.smtp_relay:
+        host, _, port = settings.smtp_relay.strip().rpartition(":")  # validated by Settings
+        return SmtpTransport(
+            host.strip("[]"), int(port), starttls=settings.smtp_relay_starttls,
+            username=settings.smtp_relay_username, password=settings.smtp_relay_password,
+            timeout=settings.smtp_relay_timeout, local_hostname=settings.smtp_hostname,
+            max_idle=settings.mail_concurrency,
+        )
+    return MaildirTransport(settings.data_dir / "mail" / "outbox")

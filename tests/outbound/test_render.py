@@ -1,0 +1,92 @@
+"""Templates and MIME, without a database: escaping, the sandbox, no header injection."""
+
+from __future__ import annotations
+
+from email import message_from_bytes, policy
+from email.utils import getaddresses
+
+import pytest
+from jinja2.exceptions import SecurityError
+
+from outbound.recipients import TEMPLATES
+from outbound.render import (
+    Envelope,
+    Renderer,
+    build_message,
+    subject_line,
+    thread_headers,
+)
+from outbound.transport import flatten
+
+
+def context(**overrides: object) -> dict[str, object]:
+    values: dict[str, object] = {
+        "ticket": {"number": 42, "subject": "<script>alert(1)</script>", "status": "solved", "priority": "high"},
+        "recipient": {"name": "Zoë <zoe>", "is_agent": False}, "group": "Support", "ticket_url": None,
+        "previous_status": "open", "actor_name": None, "requester": "Rita",
+        "comment": {"author": "Otto", "body": "<img src=x onerror=alert(1)>\nline two", "public": True},
+        "sla": {"metric": "first_reply_time", "breach_at": "2030-01-01T00:00:00Z"},
+    }
+    values.update(overrides)
+    return values
+
+
+@pytest.mark.parametrize("template", TEMPLATES)
+def test_every_template_renders_text_and_escaped_html(template: str) -> None:
+    text, html = Renderer().render(template, context())
+    assert "#42" in text and "#42" in html
+    assert "<script>" not in html and "<img" not in html and "&lt;script&gt;" in html
+    if template == "ticket_new_comment":
+        assert "<img src=x onerror=alert(1)>" in text  # plain text stays as written
+        assert "&lt;img src=x onerror=alert(1)&gt;" in html
+
+
+def test_templates_are_sandboxed() -> None:
+    env = Renderer().env
+    with pytest.raises(SecurityError):
+        env.from_string("{{ x.__class__.__mro__[1].__subclasses__() }}").render(x="")
+
+
+def test_names_and_subjects_cannot_inject_headers() -> None:
+    envelope = Envelope(
+        message_id="abc.hd@example.com", from_name="Support\r\nBcc: spy@evil.test",
+        from_address="support@example.com", to_name='Eve\r\nBcc: victim@evil.test\r\n\r\nbody',
+        to_address="eve@mail.test", reply_to="support+token@example.com",
+        subject="Hi\r\nX-Injected: yes\nContent-Type: text/html", thread=["a@b", "bad id@x", "<c@d>", "e@f"],
+        auto_submitted="auto-generated", ticket_number=7,
+    )
+    raw = flatten(build_message(envelope, "text", "<p>html</p>"))
+    parsed = message_from_bytes(raw, policy=policy.default)
+    assert parsed["Bcc"] is None and parsed["X-Injected"] is None
+    assert getaddresses([parsed["To"]]) == [("Eve Bcc: victim@evil.test body", "eve@mail.test")]
+    assert parsed["Subject"] == "[#7] Hi X-Injected: yes Content-Type: text/html"
+    assert parsed["In-Reply-To"] == "<e@f>" and parsed["References"] == "<a@b> <e@f>"
+    assert parsed.get_content_type() == "multipart/alternative"
+
+
+def test_subject_tag_and_thread_trimming() -> None:
+    assert subject_line(5, "Re: [#5] printer") == "Re: [#5] printer"
+    assert subject_line(5, "") == "[#5] (no subject)"
+    ids = [f"m{i}@x" for i in range(30)]
+    in_reply_to, references = thread_headers(ids)
+    assert in_reply_to == "<m29@x>"
+    assert references.split() == ["<m0@x>", *[f"<m{i}@x>" for i in range(21, 30)]]
+    assert thread_headers([]) == (None, None)
+
+
+def test_non_ascii_names_subjects_and_addresses_survive_the_round_trip() -> None:
+    for to_address in ("zoe@mail.test", "zoë@exämple.test"):
+        envelope = Envelope(
+            message_id="u.hd@example.com", from_name="Süpport", from_address="support@example.com",
+            to_name="Zoë “Z” O'Neil", to_address=to_address, reply_to="support+token@example.com",
+            subject="Drucker brennt — schon wieder 🔥", thread=[], auto_submitted="auto-replied",
+            ticket_number=9,
+        )
+        raw = flatten(build_message(envelope, "Grüße\n", "<p>Grüße</p>"), "bounce@example.com", to_address)
+        assert b"\r\n" in raw and b"\n\n" not in raw.replace(b"\r\n", b"")
+        parsed = message_from_bytes(raw, policy=policy.default)
+        assert getaddresses([parsed["To"]]) == [("Zoë “Z” O'Neil", to_address)]
+        assert getaddresses([parsed["From"]]) == [("Süpport", "support@example.com")]
+        assert parsed["Subject"] == "[#9] Drucker brennt — schon wieder 🔥"
+        assert parsed.get_body(("plain",)).get_content().replace("\r\n", "\n") == "Grüße\n"
+        assert parsed["In-Reply-To"] is None
