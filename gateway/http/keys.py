@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from aiohttp import web
+from sqlalchemy.ext.asyncio import AsyncSession
 
-from core.agents.tokens import TokenCache
+from core.agents.tokens import Principal, TokenCache
 from core.attachments import AttachmentStore
 from core.config import Settings
 from core.db import Database
@@ -20,6 +21,6 @@ INTAKE = web.AppKey("intake", Intake)
 TOKEN_CACHE = web.AppKey("token_cache", TokenCache)
 RATE_LIMITER = web.AppKey("rate_limiter", RateLimiter)
 
-# request-scoped (aiohttp requests are plain mappings)
-SESSION = "helpdesk.session"
-AGENT = "helpdesk.agent"
+# request-scoped
+SESSION = web.RequestKey("session", AsyncSession)
+AGENT = web.RequestKey("agent", Principal)
