@@ -21,7 +21,7 @@ from outbound.service import Outbound
 
 log = logging.getLogger(__name__)
 
-INTAKE_BURST = 3  # senders waiting at once: more means a burst, and ingest steps aside
+INTAKE_BURST = 3  # senders waiting at once: that many means a burst, and background work steps aside
 
 
 @dataclass
@@ -61,7 +61,12 @@ class Gateway:
                 self._listener = InboundListener(self.db.url, self.runner.wake)
                 await self._listener.start()
             await self.runner.start()
-            self.outbound = Outbound(settings, self.db, self.metrics)
+            runner = self.runner
+            # tickets before notifications: mail accepted must become tickets first
+            self.outbound = Outbound(
+                settings, self.db, self.metrics,
+                defer_while=lambda: runner.behind or (intake is not None and intake.waiting >= INTAKE_BURST),
+            )
             await self.outbound.start()
         if "smtp" in settings.roles:
             assert self._intake is not None

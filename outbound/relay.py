@@ -52,8 +52,11 @@ class OutboxRelay:
     def __init__(
         self, db: Database, publisher: Publisher, metrics: Metrics, *,
         batch_size: int = 200, poll_seconds: float = 0.2,
+        defer_while: Callable[[], bool] = lambda: False,
     ) -> None:
         self.db = db
+        # notifications wait while mail is being accepted or tickets are still being created
+        self.defer_while = defer_while
         self.publisher = publisher
         self.metrics = metrics
         self.batch_size = batch_size
@@ -83,6 +86,8 @@ class OutboxRelay:
     async def _loop(self) -> None:
         backoff = 0.1
         while not self._stopping:
+            while self.defer_while() and not self._stopping:
+                await asyncio.sleep(0.005)
             try:
                 published = await self.publish_batch()
                 backoff = 0.1

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from core.config import Settings
@@ -23,6 +24,7 @@ MAILER_GROUP = "helpdesk-mailer"
 class Outbound:
     def __init__(
         self, settings: Settings, db: Database, metrics: Metrics, *, transport: Transport | None = None,
+        defer_while: Callable[[], bool] = lambda: False,
     ) -> None:
         self.settings = settings
         self.mailer = Mailer(db, settings, transport or transport_from_settings(settings), metrics)
@@ -43,7 +45,7 @@ class Outbound:
             publisher = InProcessPublisher([self.mailer.handle_batch])
         self.relay = OutboxRelay(
             db, publisher, metrics, batch_size=settings.outbox_batch_size,
-            poll_seconds=settings.outbox_poll_seconds,
+            poll_seconds=settings.outbox_poll_seconds, defer_while=defer_while,
         )
 
     async def start(self) -> None:

@@ -54,6 +54,7 @@ class IngestRunner:
         self.defer_while = defer_while
         self._wake = asyncio.Event()
         self._stopping = False
+        self._behind = False  # the last batch claimed was full: more is waiting
         self._tasks: list[asyncio.Task[None]] = []
 
     def wake(self) -> None:
@@ -74,6 +75,7 @@ class IngestRunner:
                 await asyncio.sleep(0.002)
             try:
                 handled = await self.process_batch()
+                self._behind = handled >= self.batch
             except Exception:
                 log.exception("ingest worker %d: database trouble, backing off", index)
                 handled = 0
@@ -85,6 +87,11 @@ class IngestRunner:
                 await asyncio.wait_for(self._wake.wait(), self.poll_seconds)
             except TimeoutError:
                 pass
+
+    @property
+    def behind(self) -> bool:
+        """Pending mail is waiting to become tickets (the last batch claimed was full)."""
+        return self._behind
 
     async def drain(self) -> int:
         """Process until nothing is pending (CLI import, tests). Returns how many were handled."""
