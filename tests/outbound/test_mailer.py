@@ -312,3 +312,35 @@ async def test_without_a_relay_mail_goes_to_the_maildir(database_url: str, tmp_p
     mine = [f for f in files if sender.encode() in f]
     assert len(mine) == 1 and mine[0].startswith(b"Return-Path: <support+bounces@example.com>")
     assert f"[#{ticket.number}]".encode() in mine[0]
+
+
+async def test_an_autoresponder_that_answers_everything_gets_one_mail_and_the_exchange_stops(
+    gw: Running, sink: SmtpSink
+) -> None:
+    """A badly behaved autoresponder (no Auto-Submitted, no Precedence) replies to whatever it
+    receives: the acknowledgement goes out once, its answer becomes a comment, nothing more."""
+    bot = unique("away")
+    ticket, _ = await new_ticket(gw, bot, subject="Out of the office")
+    await sink.wait_for(bot)  # the acknowledgement
+    for _ in range(5):  # the bot's rounds: answer every mail it got since the last round
+        received = sink.to(bot)
+        answered = getattr(sink, "_answered", 0)
+        if len(received) == answered:
+            break
+        for mail in received[answered:]:
+            m = mail.message
+            [reply_to] = [a for _, a in getaddresses([m["Reply-To"]])]
+            raw, _ = email(bot, f"Re: {m['Subject']}", "I am away until Monday.",
+                           in_reply_to=m["Message-ID"].strip("<>"), to=reply_to)
+            inbound = await deliver(gw, raw, rcpt=reply_to)
+            assert inbound.ticket_id == ticket.id
+        sink._answered = len(received)  # type: ignore[attr-defined]
+        await settled(gw, ticket.id)  # whatever the answers trigger has been handled
+    assert len(sink.to(bot)) == 1
+    async with gw.db.unit_of_work() as session:
+        comments = await session.scalar(
+            select(func.count()).select_from(MessageId).where(
+                MessageId.ticket_id == ticket.id, MessageId.direction == MessageDirection.inbound
+            )
+        )
+    assert comments == 2  # the first mail and the one answer to the acknowledgement
