@@ -14,9 +14,6 @@ from core.organizations.models import Organization
 
 
 class CustomerService:
-    async def get(self, session: AsyncSession, customer_id: uuid.UUID) -> Customer | None:
-        return await session.get(Customer, customer_id)
-
     async def find_or_create(self, session: AsyncSession, *, email: str, name: str = "") -> Customer:
         """Race-free: two messages from one new sender make one customer. One query if known."""
         email = email.strip().lower()

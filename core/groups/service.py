@@ -25,12 +25,6 @@ class GroupService:
         assert group_id is not None
         return group_id
 
-    async def id_by_name(self, session: AsyncSession, name: str) -> uuid.UUID | None:
-        return await session.scalar(select(Group.id).where(Group.name == name))
-
-    async def list(self, session: AsyncSession) -> list[Group]:
-        return list(await session.scalars(select(Group).order_by(Group.name)))
-
 
 group_service = GroupService()
 

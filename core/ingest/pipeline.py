@@ -1,8 +1,8 @@
-"""The email pipeline for one inbound row: named steps inside the runner's transaction.
+"""The email pipeline for a batch of inbound rows: named steps inside the runner's transaction.
 
-parse ▸ route ▸ classify ▸ loop check ▸ identify sender ▸ thread ▸ new ticket or reply.
-`Unprocessable` (the sender's fault) becomes a quarantine with a reason; any other exception
-is ours, and the runner rolls the savepoint back and retries later.
+duplicates ▸ parse ▸ route ▸ classify ▸ loop check ▸ identify sender ▸ thread ▸ new ticket or reply.
+`Unprocessable` (the sender's fault) becomes a quarantine with a reason; any other exception is
+ours: the runner rolls back, retries each message alone, and records the failure on it.
 """
 
 from __future__ import annotations
@@ -115,10 +115,6 @@ class Pipeline:
             max_followers=settings.max_followers,
             ticket_inbound_per_hour=settings.ticket_inbound_per_hour,
         )
-
-    async def run(self, session: AsyncSession, inbound: InboundMessage) -> Outcome:
-        [outcome] = await self.run_batch(session, [inbound])
-        return outcome
 
     async def run_batch(self, session: AsyncSession, batch: list[InboundMessage]) -> list[Outcome]:
         """Outcomes for the batch, in order. The lookups are made once for the whole batch,
