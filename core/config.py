@@ -62,7 +62,7 @@ class Settings(BaseSettings):
     api_rate_burst: int = Field(default=300, ge=1)
 
     roles: Annotated[tuple[str, ...], NoDecode] = ROLES
-    ingest_workers: int = Field(default=4, ge=1, le=64)
+    ingest_workers: int = Field(default=1, ge=1, le=64)
     ingest_max_attempts: int = Field(default=5, ge=1)
     ingest_poll_seconds: float = 1.0
     db_pool_size: int = Field(default=20, ge=1)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import mailbox
+import threading
 from email import policy
 from email.message import EmailMessage, Message
 from pathlib import Path
@@ -120,6 +121,10 @@ class MaildirTransport:
 
     def __init__(self, path: Path) -> None:
         self.path = path
+        # Maildir(create=True) makes the folder, then tmp/ new/ cur/: two threads creating it at
+        # once can see the folder before its tmp/ exists. Create it once, under a lock.
+        self._ready = threading.Lock()
+        self._box: mailbox.Maildir | None = None
 
     async def send(self, message: Message, *, sender: str, recipient: str) -> None:
         data = b"Return-Path: <" + sender.encode() + b">\r\nDelivered-To: " + recipient.encode() + b"\r\n"
@@ -133,8 +138,11 @@ class MaildirTransport:
         return None
 
     def _add(self, data: bytes) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        mailbox.Maildir(self.path, create=True).add(data)
+        with self._ready:
+            if self._box is None:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                self._box = mailbox.Maildir(self.path, create=True)
+        self._box.add(data)
 
 
 def transport_from_settings(settings: Settings) -> Transport:
