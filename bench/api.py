@@ -21,11 +21,8 @@ import json
 import os
 import resource
 import shutil
-import signal
-import socket
 import subprocess
 import sys
-import tempfile
 import time
 from collections import Counter
 from dataclasses import dataclass
@@ -39,6 +36,7 @@ from api_load import (  # bench/, beside this file
     run_client,
     run_wrk,
 )
+from common import free_port, run_in_work_dir, stop_gateway  # bench/, beside this file
 
 ROOT = Path(__file__).resolve().parent.parent
 HELPDESK = ROOT / ".venv" / "bin" / "helpdesk"
@@ -131,12 +129,6 @@ def bare_server(port: int, dsn: str, pool_size: int) -> None:
     asyncio.run(main())
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def start_bare(dsn: str, pool_size: int) -> tuple[subprocess.Popen[bytes], int]:
     port = free_port()
     proc = subprocess.Popen(
@@ -180,28 +172,6 @@ def database_dsn(data_dir: Path) -> str:
         return url.replace("postgresql+asyncpg://", "postgresql://", 1)
     lines = (data_dir / "pg" / "postmaster.pid").read_text().splitlines()
     return f"postgresql://postgres@/postgres?host={lines[4]}&port={lines[3]}"
-
-
-def stop_gateway(proc: subprocess.Popen[bytes], data_dir: Path) -> bool:
-    pid_file = data_dir / "pg" / "postmaster.pid"
-    pg_pid = int(pid_file.read_text().split()[0]) if pid_file.exists() else None
-    proc.send_signal(signal.SIGTERM)
-    try:
-        code = proc.wait(60)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        code = proc.wait()
-    pg_alive = False
-    if pg_pid is not None:
-        for _ in range(50):
-            if not psutil.pid_exists(pg_pid):
-                break
-            time.sleep(0.1)
-        else:
-            pg_alive = True
-    if code != 0 or pg_alive:
-        print(f"gateway exit code {code}, embedded PostgreSQL still running: {pg_alive}")
-    return code == 0 and not pg_alive
 
 
 # ---- CPU accounting ----------------------------------------------------------------------
@@ -444,14 +414,7 @@ def main() -> int:
         return 0
     args.wrk = args.wrk and shutil.which("wrk") is not None
     args.tree = args.tree.resolve() if args.tree else None
-    work = Path(tempfile.mkdtemp(prefix="hd-api-bench-"))
-    try:
-        return 0 if asyncio.run(bench(args, work)) else 1
-    finally:
-        if args.keep:
-            print(f"kept {work}")
-        else:
-            shutil.rmtree(work, ignore_errors=True)
+    return run_in_work_dir("hd-api-bench-", args.keep, lambda work: bench(args, work))
 
 
 if __name__ == "__main__":

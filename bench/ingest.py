@@ -11,18 +11,16 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import shutil
 import signal
-import socket
 import subprocess
 import sys
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import asyncpg
 import psutil
+from common import free_port, run_in_work_dir, stop_gateway  # bench/, beside this file
 
 ROOT = Path(__file__).resolve().parent.parent
 HELPDESK = ROOT / ".venv" / "bin" / "helpdesk"
@@ -152,12 +150,6 @@ def bare_server(port: int) -> None:
             await server.serve_forever()
 
     asyncio.run(main())
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def start_bare() -> tuple[subprocess.Popen[bytes], int]:
@@ -313,30 +305,6 @@ async def bench(args: argparse.Namespace, work: Path) -> bool:
     return ratio >= TARGET_RATIO and not grew and ok_exit
 
 
-def stop_gateway(proc: subprocess.Popen[bytes], data_dir: Path) -> bool:
-    pid_file = data_dir / "pg" / "postmaster.pid"
-    pg_pid = int(pid_file.read_text().split()[0]) if pid_file.exists() else None
-    proc.send_signal(signal.SIGTERM)
-    try:
-        code = proc.wait(60)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        code = proc.wait()
-    pg_alive = False
-    if pg_pid is not None:
-        for _ in range(50):
-            try:
-                os.kill(pg_pid, 0)
-            except ProcessLookupError:
-                break
-            time.sleep(0.1)
-        else:
-            pg_alive = True
-    if code != 0 or pg_alive:
-        print(f"gateway exit code {code}, embedded PostgreSQL still running: {pg_alive}")
-    return code == 0 and not pg_alive
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("-n", type=int, default=3000, help="messages per full-speed phase")
@@ -351,14 +319,7 @@ def main() -> int:
     if args.bare_server:
         bare_server(args.bare_server)
         return 0
-    work = Path(tempfile.mkdtemp(prefix="hd-bench-"))
-    try:
-        return 0 if asyncio.run(bench(args, work)) else 1
-    finally:
-        if args.keep:
-            print(f"kept {work}")
-        else:
-            shutil.rmtree(work, ignore_errors=True)
+    return run_in_work_dir("hd-bench-", args.keep, lambda work: bench(args, work))
 
 
 if __name__ == "__main__":

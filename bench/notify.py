@@ -15,12 +15,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import shutil
 import signal
-import socket
 import subprocess
 import sys
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,13 +29,9 @@ from core.embedded_pg import EmbeddedPostgres
 from core.migrate import upgrade
 from tests.outbound.support import Tansu
 
+from common import free_port, run_in_work_dir  # bench/, beside this file
+
 TARGET_P95 = 2.0
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @dataclass
@@ -282,14 +275,7 @@ def main() -> int:
                         help="a gateway setting for every process, e.g. --set mail_concurrency=16")
     parser.add_argument("--keep", action="store_true", help="keep the work dir and the gateway logs")
     args = parser.parse_args()
-    work = Path(tempfile.mkdtemp(prefix="hd-notify-"))
-    try:
-        return 0 if asyncio.run(bench(args, work)) else 1
-    finally:
-        if args.keep:
-            print(f"kept {work}")
-        else:
-            shutil.rmtree(work, ignore_errors=True)
+    return run_in_work_dir("hd-notify-", args.keep, lambda work: bench(args, work))
 
 
 if __name__ == "__main__":

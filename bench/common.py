@@ -1,0 +1,60 @@
+"""What the benchmark scripts share: ports, stopping a gateway cleanly, a throwaway work dir."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+from collections.abc import Callable, Coroutine
+from pathlib import Path
+from typing import Any
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def stop_gateway(proc: subprocess.Popen[bytes], data_dir: Path) -> bool:
+    """SIGTERM; True if it exited 0 and its embedded PostgreSQL (if any) stopped too."""
+    pid_file = data_dir / "pg" / "postmaster.pid"
+    pg_pid = int(pid_file.read_text().split()[0]) if pid_file.exists() else None
+    proc.send_signal(signal.SIGTERM)
+    try:
+        code = proc.wait(60)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        code = proc.wait()
+    pg_alive = False
+    if pg_pid is not None:
+        for _ in range(50):
+            try:
+                os.kill(pg_pid, 0)
+            except ProcessLookupError:
+                break
+            time.sleep(0.1)
+        else:
+            pg_alive = True
+    if code != 0 or pg_alive:
+        print(f"gateway exit code {code}, embedded PostgreSQL still running: {pg_alive}")
+    return code == 0 and not pg_alive
+
+
+def run_in_work_dir(
+    prefix: str, keep: bool, bench: Callable[[Path], Coroutine[Any, Any, bool]]
+) -> int:
+    """Runs `bench(work_dir)`; exit status 0 if it passed; the dir is removed unless `keep`."""
+    work = Path(tempfile.mkdtemp(prefix=prefix))
+    try:
+        return 0 if asyncio.run(bench(work)) else 1
+    finally:
+        if keep:
+            print(f"kept {work}")
+        else:
+            shutil.rmtree(work, ignore_errors=True)
