@@ -51,6 +51,9 @@ class Settings(BaseSettings):
     max_recipients: int = Field(default=50, ge=1)
     max_connections: int = Field(default=200, ge=1)
     smtp_drain_seconds: float = 10.0
+    smtp_tls_cert: Path | None = None  # PEM; STARTTLS is offered when set
+    smtp_tls_key: Path | None = None  # PEM; may be omitted when the cert file holds the key
+    lmtp: bool = False  # speak LMTP instead of SMTP on the ingress port
 
     http_host: str = "127.0.0.1"
     http_port: int = 8080

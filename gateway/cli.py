@@ -42,6 +42,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--http-host")
     serve.add_argument("--http-port", type=int)
     serve.add_argument("--data-dir", type=Path, dest="serve_data_dir")
+    serve.add_argument("--lmtp", action="store_true", default=None, help="speak LMTP on the ingress port")
 
     commands.add_parser("migrate", help="upgrade the database schema to the newest version")
 
@@ -62,7 +63,7 @@ def settings_from(args: argparse.Namespace) -> Settings:
     data_dir = getattr(args, "serve_data_dir", None) or args.data_dir
     if data_dir is not None:
         overrides["data_dir"] = data_dir
-    for name in ("roles", "smtp_host", "smtp_port", "http_host", "http_port"):
+    for name in ("roles", "smtp_host", "smtp_port", "http_host", "http_port", "lmtp"):
         value = getattr(args, name, None)
         if value is not None:
             overrides[name] = value
@@ -121,7 +122,7 @@ async def serve(settings: Settings) -> None:
             print(f"admin API token (shown once, also in {settings.data_dir / 'admin-token'}):")
             print(f"  {gateway.admin_token}")
         if gateway.smtp_port:
-            print(f"SMTP listening on {settings.smtp_host}:{gateway.smtp_port}")
+            print(f"{'LMTP' if settings.lmtp else 'SMTP'} listening on {settings.smtp_host}:{gateway.smtp_port}")
         if gateway.http_port:
             print(f"HTTP listening on http://{settings.http_host}:{gateway.http_port}/ (docs at /docs)")
         print(f"roles: {','.join(settings.roles)}", flush=True)

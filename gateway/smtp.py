@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import ssl
 from typing import Any
 
+from aiosmtpd.lmtp import LMTP
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
 from core.config import Settings
@@ -57,13 +59,16 @@ class IngressHandler:
             self.metrics.smtp_rejected.labels("storage_unavailable").inc()
             return TRY_LATER
         self.metrics.smtp_accepted.inc()
-        return f"250 2.0.0 OK queued as {inbound_id}"
+        reply = f"250 2.0.0 OK queued as {inbound_id}"
+        if isinstance(server, LMTP):  # one reply per recipient; the one stored copy serves all
+            return "\r\n".join([reply] * len(envelope.rcpt_tos))
+        return reply
 
 
 class IngressSMTP(SMTP):
     """aiosmtpd's server with RFC 3463 codes for size refusals and a connection count."""
 
-    def __init__(self, *args: Any, sessions: set[IngressSMTP], metrics: Metrics, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, sessions: set[Any], metrics: Metrics, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._sessions = sessions
         self._metrics = metrics
@@ -92,6 +97,10 @@ class IngressSMTP(SMTP):
         return self.envelope is None or not (self.envelope.mail_from or self.envelope.rcpt_tos)
 
 
+class IngressLMTP(IngressSMTP, LMTP):
+    """The same ingress spoken as LMTP (RFC 2033), for an MTA that hands mail over locally."""
+
+
 class _Refuse(asyncio.Protocol):
     """Over the connection limit: say so and hang up, without starting a session."""
 
@@ -101,19 +110,30 @@ class _Refuse(asyncio.Protocol):
         transport.close()
 
 
+def tls_context(settings: Settings) -> ssl.SSLContext | None:
+    """STARTTLS is offered when a certificate is configured."""
+    if settings.smtp_tls_cert is None:
+        return None
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(settings.smtp_tls_cert, settings.smtp_tls_key)
+    return context
+
+
 class SmtpServer:
     def __init__(self, settings: Settings, intake: Intake, metrics: Metrics) -> None:
         self.settings = settings
         self.handler = IngressHandler(settings, intake, metrics)
         self.metrics = metrics
         self.sessions: set[IngressSMTP] = set()
+        self.tls_context = tls_context(settings)
         self._server: asyncio.base_events.Server | None = None
 
     def _protocol(self) -> asyncio.Protocol:
         if len(self.sessions) >= self.settings.max_connections:
             self.metrics.smtp_rejected.labels("too_many_connections").inc()
             return _Refuse()
-        return IngressSMTP(
+        protocol = IngressLMTP if self.settings.lmtp else IngressSMTP
+        return protocol(
             self.handler,
             sessions=self.sessions,
             metrics=self.metrics,
@@ -123,6 +143,7 @@ class SmtpServer:
             hostname=self.settings.smtp_hostname,
             ident="helpdesk-gateway ESMTP",
             timeout=300,
+            tls_context=self.tls_context,
         )
 
     async def start(self, host: str, port: int) -> int:
