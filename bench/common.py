@@ -15,6 +15,22 @@ from pathlib import Path
 from typing import Any
 
 
+async def read_reply(reader: asyncio.StreamReader, expect: str) -> str:
+    """One (possibly multi-line) SMTP reply; raises unless it starts with `expect`."""
+    lines = []
+    while True:
+        line = (await reader.readline()).decode()
+        if not line:
+            raise ConnectionError("server closed the connection")
+        lines.append(line)
+        if line[3:4] != "-":
+            break
+    text = "".join(lines)
+    if not text.startswith(expect):
+        raise RuntimeError(text.strip()[:80])
+    return text
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import asyncpg
 import psutil
-from common import free_port, run_in_work_dir, stop_gateway  # bench/, beside this file
+from common import free_port, read_reply, run_in_work_dir, stop_gateway  # bench/, beside this file
 
 ROOT = Path(__file__).resolve().parent.parent
 HELPDESK = ROOT / ".venv" / "bin" / "helpdesk"
@@ -68,18 +68,7 @@ class SmtpClient:
         self.pipelining = "PIPELINING" in await self.reply("250")
 
     async def reply(self, expect: str) -> str:
-        lines = []
-        while True:
-            line = (await self.reader.readline()).decode()
-            if not line:
-                raise ConnectionError("server closed the connection")
-            lines.append(line)
-            if line[3:4] != "-":
-                break
-        text = "".join(lines)
-        if not text.startswith(expect):
-            raise RuntimeError(text.strip()[:60])
-        return text
+        return await read_reply(self.reader, expect)
 
     async def send(self, payload: bytes) -> float:
         """One transaction; returns seconds from the end of the payload to the 250."""

@@ -29,7 +29,7 @@ from core.embedded_pg import EmbeddedPostgres
 from core.migrate import upgrade
 from tests.outbound.support import Tansu
 
-from common import free_port, run_in_work_dir  # bench/, beside this file
+from common import free_port, read_reply, run_in_work_dir  # bench/, beside this file
 
 TARGET_P95 = 2.0
 
@@ -59,18 +59,7 @@ class Client:
         await self.reply("250")
 
     async def reply(self, expect: str) -> str:
-        lines = []
-        while True:
-            line = (await self.reader.readline()).decode()
-            if not line:
-                raise ConnectionError("server closed the connection")
-            lines.append(line)
-            if line[3:4] != "-":
-                break
-        text = "".join(lines)
-        if not text.startswith(expect):
-            raise RuntimeError(text.strip()[:80])
-        return text
+        return await read_reply(self.reader, expect)
 
     async def send(self, sender: str, data: bytes) -> float:
         self.writer.write(f"MAIL FROM:<{sender}>\r\nRCPT TO:<support@example.com>\r\nDATA\r\n".encode())

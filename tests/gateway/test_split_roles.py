@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import smtplib
 from email.message import EmailMessage
 
 from core.db import Database
@@ -22,12 +23,10 @@ async def test_worker_elsewhere_is_woken_by_notify_not_by_polling(database_url: 
     await front.start()
     probe = Database(database_url, pool_size=1)
     try:
-        await asyncio.sleep(0)  # let the listener connect (it also wakes once when it does)
         m = EmailMessage()
         m["From"], m["To"], m["Subject"] = "split@customer.test", SUPPORT, "split roles"
         m.set_content("hello")
         assert front.smtp_port is not None
-        import smtplib
 
         def send() -> bytes:
             with smtplib.SMTP("127.0.0.1", front.smtp_port) as client:
