@@ -9,19 +9,12 @@ import logging
 from collections.abc import Callable
 
 import asyncpg
-from sqlalchemy import text
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.db import asyncpg_dsn
 
 log = logging.getLogger(__name__)
 
 CHANNEL = "helpdesk_inbound"
-
-
-async def notify_inbound(session: AsyncSession) -> None:
-    """Queued with the transaction: delivered to listeners only if it commits."""
-    await session.execute(text(f"NOTIFY {CHANNEL}"))
 
 
 class InboundListener:
