@@ -21,7 +21,6 @@ from outbound.service import Outbound
 
 log = logging.getLogger(__name__)
 
-INTAKE_BURST = 3  # senders waiting at once: that many means a burst, and background work steps aside
 
 
 @dataclass
@@ -53,7 +52,7 @@ class Gateway:
                 self.db, Pipeline.from_settings(settings), self.metrics, workers=settings.ingest_workers,
                 max_attempts=settings.ingest_max_attempts, poll_seconds=settings.ingest_poll_seconds,
                 # a burst of senders waiting for their 250 goes before ticket creation
-                defer_while=(lambda: intake.waiting >= INTAKE_BURST) if intake else (lambda: False),
+                defer_while=self._mail_burst,
             )
             if intake is not None:
                 intake.on_commit = self.runner.wake
@@ -65,7 +64,7 @@ class Gateway:
             # tickets before notifications: mail accepted must become tickets first
             self.outbound = Outbound(
                 settings, self.db, self.metrics,
-                defer_while=lambda: runner.behind or (intake is not None and intake.waiting >= INTAKE_BURST),
+                defer_while=lambda: runner.behind or self._mail_burst(),
             )
             await self.outbound.start()
         if "smtp" in settings.roles:
@@ -80,6 +79,13 @@ class Gateway:
             site = web.TCPSite(self._http, settings.http_host, settings.http_port)
             await site.start()
             self.http_port = self._http.addresses[0][1]
+
+    def _mail_burst(self) -> bool:
+        """Mail arrives faster than it can become tickets: the backlog grows whatever we do,
+        so senders waiting for their 250 go first and tickets catch up afterwards."""
+        if self._intake is None or self.runner is None:
+            return False
+        return self._intake.arrival_rate() > self.runner.capacity
 
     async def stop(self) -> None:
         """Drain: no new mail, finish SMTP transactions, store what was accepted, then stop."""

@@ -172,11 +172,6 @@ class SmtpServer:
         self._server = await loop.create_server(self._protocol, host, port)
         return self._server.sockets[0].getsockname()[1]
 
-    @property
-    def in_flight(self) -> int:
-        """Sessions in the middle of a mail transaction."""
-        return sum(1 for session in self.sessions if not session.idle)
-
     async def stop(self, drain_seconds: float) -> None:
         """Stop listening, let open transactions finish, then close what is left."""
         if self._server is None:

@@ -7,6 +7,7 @@ fsync each commit costs is shared by every message waiting in that batch.
 from __future__ import annotations
 
 import asyncio
+import collections
 import hashlib
 import logging
 import re
@@ -94,6 +95,7 @@ class Intake:
         self._queue: asyncio.Queue[tuple[Submission, asyncio.Future[uuid.UUID]]] = asyncio.Queue()
         self._task: asyncio.Task[None] | None = None
         self._waiting = 0
+        self._recent: collections.deque[tuple[float, int]] = collections.deque()  # (loop time, messages)
 
     async def start(self) -> None:
         self._task = asyncio.create_task(self._write_loop())
@@ -131,6 +133,7 @@ class Intake:
                     self._queue.task_done()
 
     async def _write(self, batch: list[tuple[Submission, asyncio.Future[uuid.UUID]]]) -> None:
+        self._recent.append((asyncio.get_running_loop().time(), len(batch)))
         rows = [submission.row() for submission, _ in batch]
         try:
             try:
@@ -157,3 +160,10 @@ class Intake:
     def waiting(self) -> int:
         """How many messages wait for their commit (and their senders for the 250)."""
         return self._waiting
+
+    def arrival_rate(self, window: float = 0.25) -> float:
+        """Messages submitted per second over the last `window` seconds."""
+        horizon = asyncio.get_running_loop().time() - window
+        while self._recent and self._recent[0][0] < horizon:
+            self._recent.popleft()
+        return sum(n for _, n in self._recent) / window

@@ -7,6 +7,7 @@ ours: the runner rolls back, retries each message alone, and records the failure
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 import uuid
@@ -143,6 +144,9 @@ class Pipeline:
                 continue
             envelope = inbound.mail_from if inbound.source == "smtp" else mail.from_address
             ready.append((index, inbound, mail, route, classify(mail, envelope_sender=envelope)))
+            # parsing is the longest stretch without a database round trip: let senders
+            # waiting for their 250 in between
+            await asyncio.sleep(0)
 
         ours = await prefetch.our_message_ids(session, (r[2].message_id or "" for r in ready))
         found = await prefetch.people(

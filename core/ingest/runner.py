@@ -30,6 +30,11 @@ def _never_busy() -> bool:
     return False
 
 
+# while `defer_while` holds, ticket creation still gets at least this share of the time, so a
+# flood of mail delays tickets but cannot stop them
+MIN_SHARE = 0.2
+
+
 class IngestRunner:
     def __init__(
         self,
@@ -55,6 +60,7 @@ class IngestRunner:
         self._wake = asyncio.Event()
         self._stopping = False
         self._behind = False  # the last batch claimed was full: more is waiting
+        self._capacity = 0.0  # messages per second while working, smoothed over full batches
         self._tasks: list[asyncio.Task[None]] = []
 
     def wake(self) -> None:
@@ -70,12 +76,19 @@ class IngestRunner:
         await asyncio.gather(*self._tasks, return_exceptions=True)
 
     async def _loop(self, index: int) -> None:
+        loop = asyncio.get_running_loop()
+        last_batch = 0.0  # seconds
         while not self._stopping:
-            while self.defer_while() and not self._stopping:
+            deferred_until = loop.time() + last_batch * (1 - MIN_SHARE) / MIN_SHARE
+            while self.defer_while() and not self._stopping and loop.time() < deferred_until:
                 await asyncio.sleep(0.002)
+            started = loop.time()
             try:
                 handled = await self.process_batch()
                 self._behind = handled >= self.batch
+                last_batch = loop.time() - started
+                if self._behind and last_batch > 0:
+                    self._capacity += 0.2 * (handled / last_batch - self._capacity)
             except Exception:
                 log.exception("ingest worker %d: database trouble, backing off", index)
                 handled = 0
@@ -87,6 +100,11 @@ class IngestRunner:
                 await asyncio.wait_for(self._wake.wait(), self.poll_seconds)
             except TimeoutError:
                 pass
+
+    @property
+    def capacity(self) -> float:
+        """How many messages per second this runner turns into tickets when it has a backlog."""
+        return self._capacity
 
     @property
     def behind(self) -> bool:
