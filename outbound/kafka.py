@@ -201,7 +201,10 @@ class KafkaConsumerLoop:
                     *self.topics, bootstrap_servers=self.bootstrap, group_id=self.group_id,
                     enable_auto_commit=False, auto_offset_reset="earliest",
                     fetch_max_wait_ms=100, request_timeout_ms=int(self.timeout * 1000) + 30_000,
-                    metadata_max_age_ms=30_000,
+                    # a broker that came back without our topics (one that keeps them in memory)
+                    # gets them again from the relay; the subscription sees them at the next
+                    # metadata refresh, so keep that short
+                    metadata_max_age_ms=5_000,
                     # a killed member is noticed within seconds; aiokafka rejoins in the
                     # background, so a short rebalance timeout does not cut a batch short
                     session_timeout_ms=6_000, heartbeat_interval_ms=1_000, rebalance_timeout_ms=3_000,
