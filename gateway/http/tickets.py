@@ -26,6 +26,7 @@ from core.tickets.schemas import (
     TicketOut,
 )
 from core.tickets.service import ticket_service
+from core.tickets.views import ticket_view
 from gateway.http.errors import ApiError, not_found
 from gateway.http.keys import SESSION, STORE
 from gateway.http.routing import RouteTable, parse_query
@@ -87,8 +88,10 @@ async def ticket_or_404(request: web.Request):  # type: ignore[no-untyped-def]
 
 @routes.get("/api/v1/tickets/{ticket}", summary="One ticket, by UUID or number", response=TicketOut)
 async def get_ticket(request: web.Request) -> web.Response:
-    ticket = await ticket_or_404(request)
-    return web.json_response(text=TicketOut.model_validate(ticket).model_dump_json())
+    ticket = await ticket_view(request[SESSION], request.match_info["ticket"])
+    if ticket is None:
+        raise not_found("ticket")
+    return web.json_response(text=ticket.model_dump_json())
 
 
 @routes.get(
