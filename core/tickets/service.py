@@ -4,7 +4,7 @@ import uuid
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import Row, Select, select, tuple_
+from sqlalchemy import Select, select, tuple_
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -52,12 +52,12 @@ class TicketService:
         filters: dict[str, object] | None = None,
         tags: Sequence[str] = (),
         sort: str = "-created_at",
-    ) -> tuple[Sequence[Row[Any]], Cursor | None]:
+    ) -> tuple[list[TicketOut], Cursor | None]:
         """Keyset-paginated on (sort column, id): stable while tickets arrive or change.
 
         `sort` is `created_at` or `updated_at`, `-` for newest first; `tags` must all be present.
-        Rows of the columns `TicketOut` shows, not ORM objects: building those was most of
-        the cost of a page."""
+        Read as rows of the columns `TicketOut` shows, not as ORM objects: building those was
+        most of the cost of a page."""
         column = Ticket.updated_at if sort.lstrip("-") == "updated_at" else Ticket.created_at
         descending = sort.startswith("-")
         query: Select = select(*VIEW_COLUMNS).where(Ticket.deleted_at.is_(None))
@@ -69,8 +69,8 @@ class TicketService:
             key, after = tuple_(column, Ticket.id), tuple_(cursor.created_at, cursor.id)
             query = query.where(key < after if descending else key > after)
         order = (column.desc(), Ticket.id.desc()) if descending else (column.asc(), Ticket.id.asc())
-        rows = list((await session.execute(query.order_by(*order).limit(limit + 1))).all())
-        return page_of(rows, limit, column.key)
+        result = await session.execute(query.order_by(*order).limit(limit + 1))
+        return page_of([TicketOut.model_validate(dict(row)) for row in result.mappings()], limit, column.key)
 
     async def thread_ids(self, session: AsyncSession, ticket: Ticket) -> list[uuid.UUID]:
         """The ticket and every ticket merged into it (at any depth)."""

@@ -18,7 +18,7 @@ from core.customers.service import customer_crud
 from core.enums import AgentRole
 from core.errors import Forbidden, NotFound
 from core.pagination import clamp_limit
-from core.tickets.schemas import TicketList, TicketOut
+from core.tickets.schemas import TicketList
 from core.tickets.service import ticket_service
 from gateway.http.crud import crud_routes
 from gateway.http.keys import AGENT, SESSION, TOKEN_CACHE
@@ -64,7 +64,7 @@ async def customer_tickets(request: web.Request) -> web.Response:
         filters={"requester_id": customer.id},
     )
     return json_response(TicketList(
-        tickets=[TicketOut.model_validate(t) for t in rows],
+        tickets=rows,
         next_cursor=cursor.encode() if cursor else None,
     ))
 

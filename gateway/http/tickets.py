@@ -73,7 +73,7 @@ async def list_tickets(request: web.Request) -> web.Response:
         filters=filters, tags=tags, sort=query.sort,
     )
     body = TicketList(
-        tickets=[TicketOut.model_validate(t) for t in tickets],
+        tickets=tickets,
         next_cursor=next_cursor.encode() if next_cursor else None,
     )
     return web.json_response(text=body.model_dump_json())
