@@ -105,3 +105,29 @@ async def test_a_failure_of_ours_is_retried_with_backoff_then_quarantined(db: Da
     async with db.unit_of_work() as session:
         half_made = await session.scalar(select(func.count()).select_from(Ticket).where(Ticket.subject == f"fail {tag}"))
     assert half_made == 0  # the savepoint undid the ticket each time
+
+
+async def test_a_flood_of_mail_delays_tickets_but_cannot_stop_them(db: Database, tmp_path: Path) -> None:
+    """While `defer_while` holds (mail arriving faster than tickets are made), the runner
+    steps aside, but only for part of the time: here it holds for ever, and still every
+    message becomes a ticket."""
+    tag = uuid.uuid4().hex[:8]
+    ids = await submit_all(db, [raw_mail(f"flood {tag} {i}", f"flood-{tag}-{i}@x") for i in range(40)])
+    asked = 0
+
+    def flooded() -> bool:
+        nonlocal asked
+        asked += 1
+        return True
+
+    flood_runner = runner(db, tmp_path / "att", workers=1, poll_seconds=0.05, defer_while=flooded)
+    await flood_runner.start()
+    try:
+        for _ in range(600):
+            if all(r.status is InboundStatus.processed for r in await rows(db, ids)):
+                break
+            await asyncio.sleep(0.05)
+    finally:
+        await flood_runner.stop()
+    assert [r.status for r in await rows(db, ids)] == [InboundStatus.processed] * len(ids)
+    assert asked > 0  # it did consider stepping aside
