@@ -8,6 +8,7 @@ from typing import Any
 
 import asyncpg
 from sqlalchemy.ext.asyncio import (
+    AsyncConnection,
     AsyncEngine,
     AsyncSession,
     async_sessionmaker,
@@ -58,7 +59,7 @@ class Database:
             except Exception as exc:
                 if not driver.is_closed():
                     raise
-                await connection.invalidate(exc)
+                await _lost(connection, exc)
                 raise ConnectionLost(str(exc)) from exc
 
     async def dispose(self) -> None:
@@ -107,5 +108,13 @@ async def driver_of(session: AsyncSession) -> AsyncIterator[asyncpg.Connection]:
         yield driver
     except Exception as exc:
         if driver.is_closed():
-            await connection.invalidate(exc)
+            await _lost(connection, exc)
         raise
+
+
+async def _lost(connection: AsyncConnection, exc: BaseException) -> None:
+    """A connection died under us: drop it, and the rest of its pool with it, as SQLAlchemy
+    does on a disconnect it sees itself (after a database restart they are all dead, and a
+    retry must not draw the next dead one)."""
+    await connection.invalidate(exc)
+    await connection.engine.dispose(close=False)

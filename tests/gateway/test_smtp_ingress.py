@@ -7,7 +7,7 @@ import smtplib
 from email.message import EmailMessage
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 
 from core.enums import InboundStatus, TicketStatus
 from core.ingest.models import InboundMessage
@@ -140,6 +140,10 @@ async def test_database_down_means_451_4_3_0_then_recovery(tmp_path) -> None:
     try:
         await upgrade(url)
         async with running_gateway(make_settings(url, tmp_path / "data")) as gw:
+            async def hold() -> None:  # several pooled connections, all to die with the server
+                async with gw.gateway.db.unit_of_work() as session:
+                    await session.execute(text("SELECT pg_sleep(0.05)"))
+            await asyncio.gather(*(hold() for _ in range(4)))
             await asyncio.to_thread(server.stop)
             code, reply = await asyncio.to_thread(
                 ehlo_and_send, gw.smtp_port, mail("db down").as_bytes(), [SUPPORT]
