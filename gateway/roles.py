@@ -14,6 +14,7 @@ from core.ingest.intake import Intake
 from core.ingest.notify import InboundListener
 from core.ingest.pipeline import Pipeline
 from core.ingest.runner import IngestRunner
+from core.jobs.scheduler import Jobs
 from core.metrics import Metrics
 from gateway.http.app import create_app
 from gateway.smtp import SmtpServer
@@ -35,6 +36,7 @@ class Gateway:
     http_port: int | None = None
     runner: IngestRunner | None = None
     outbound: Outbound | None = None
+    jobs: Jobs | None = None
     _intake: Intake | None = None
     _listener: InboundListener | None = None
     _smtp: SmtpServer | None = None
@@ -67,6 +69,9 @@ class Gateway:
                 defer_while=lambda: runner.behind or self._mail_burst(),
             )
             await self.outbound.start()
+        if "scheduler" in settings.roles:
+            self.jobs = Jobs(self.db, settings, self.metrics)
+            await self.jobs.start()
         if "smtp" in settings.roles:
             assert self._intake is not None
             self._smtp = SmtpServer(settings, self._intake, self.metrics)
@@ -101,4 +106,6 @@ class Gateway:
             await self.runner.stop()
         if self.outbound is not None:
             await self.outbound.stop()
+        if self.jobs is not None:
+            await self.jobs.stop()
         await self.db.dispose()

@@ -1,0 +1,1 @@
+"""Scheduled work of the scheduler role."""

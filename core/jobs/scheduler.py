@@ -1,0 +1,102 @@
+"""The scheduler role: apscheduler runs each job at its interval.
+
+A job runs in batches, one transaction each, until a batch comes back short, so a backlog
+(the first start on an old database) is worked off in one run without one huge transaction.
+A failing run is logged and counted, and the next interval tries again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from datetime import timedelta
+
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from core.clock import utcnow
+from core.config import Settings
+from core.db import Database
+from core.jobs.housekeeping import close_solved_tickets, prune_published_events
+from core.metrics import Metrics
+
+log = logging.getLogger(__name__)
+
+Batch = Callable[[AsyncSession], Awaitable[int]]
+BATCH = 200
+
+
+class Jobs:
+    def __init__(self, db: Database, settings: Settings, metrics: Metrics) -> None:
+        self.db = db
+        self.settings = settings
+        self.metrics = metrics
+        self._scheduler: AsyncIOScheduler | None = None
+        self._running: set[asyncio.Task[int]] = set()
+
+    def batches(self) -> dict[str, Batch]:
+        """Each job's next batch, with the cut-off times as of now."""
+        settings = self.settings
+
+        async def auto_close(session: AsyncSession) -> int:
+            before = utcnow() - timedelta(hours=settings.auto_close_after_hours)
+            return await close_solved_tickets(session, solved_before=before, limit=BATCH)
+
+        async def prune_outbox(session: AsyncSession) -> int:
+            before = utcnow() - timedelta(hours=settings.outbox_retention_hours)
+            return await prune_published_events(session, published_before=before, limit=BATCH * 25)
+
+        return {"auto_close": auto_close, "prune_outbox": prune_outbox}
+
+    async def run(self, name: str) -> int:
+        """One run of a job: batches until one comes back short. Returns the items handled."""
+        batch = self.batches()[name]
+        total = 0
+        try:
+            while True:
+                async with self.db.unit_of_work() as session:
+                    done = await batch(session)
+                total += done
+                self.metrics.job_items.labels(name).inc(done)
+                if done < BATCH:
+                    break
+        except Exception:
+            self.metrics.job_errors.labels(name).inc()
+            log.exception("job %s failed after %d item(s); it runs again at the next interval", name, total)
+        if total:
+            log.info("job %s: %d item(s)", name, total)
+        return total
+
+    async def run_all(self) -> dict[str, int]:
+        return {name: await self.run(name) for name in self.batches()}
+
+    async def start(self) -> None:
+        scheduler = AsyncIOScheduler()
+        for name in self.batches():
+            scheduler.add_job(
+                self._tracked, "interval", args=[name], id=name, name=name,
+                seconds=self.settings.jobs_interval_seconds, next_run_time=utcnow(),
+                max_instances=1, coalesce=True, misfire_grace_time=None,
+            )
+        scheduler.start()
+        self._scheduler = scheduler
+
+    async def _tracked(self, name: str) -> int:
+        task = asyncio.ensure_future(self.run(name))
+        self._running.add(task)
+        try:
+            return await asyncio.shield(task)
+        finally:
+            self._running.discard(task)
+
+    async def stop(self, grace: float = 10.0) -> None:
+        """No new runs; a run in progress gets `grace` seconds to finish its batch."""
+        if self._scheduler is not None:
+            self._scheduler.shutdown(wait=False)
+            self._scheduler = None
+        if self._running:
+            _, late = await asyncio.wait(list(self._running), timeout=grace)
+            for task in late:  # its transaction rolls back; the next start does the work
+                task.cancel()
+            await asyncio.gather(*late, return_exceptions=True)
