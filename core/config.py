@@ -97,6 +97,7 @@ class Settings(BaseSettings):
     # scheduled jobs (the scheduler role)
     jobs_interval_seconds: float = Field(default=60.0, gt=0)
     auto_close_after_hours: float = Field(default=96.0, gt=0)  # solved this long: closed
+    sla_warning_minutes: float = Field(default=30.0, ge=0)  # warn this long before a breach
     outbox_retention_hours: float = Field(default=168.0, gt=0)  # published events kept this long
 
     @field_validator("support_addresses")

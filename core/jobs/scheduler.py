@@ -19,6 +19,7 @@ from core.clock import utcnow
 from core.config import Settings
 from core.db import Database
 from core.jobs.housekeeping import close_solved_tickets, prune_published_events
+from core.jobs.sla import assign_first_reply_targets, warn_before_breach
 from core.metrics import Metrics
 
 log = logging.getLogger(__name__)
@@ -47,7 +48,17 @@ class Jobs:
             before = utcnow() - timedelta(hours=settings.outbox_retention_hours)
             return await prune_published_events(session, published_before=before, limit=BATCH * 25)
 
-        return {"auto_close": auto_close, "prune_outbox": prune_outbox}
+        async def sla_targets(session: AsyncSession) -> int:
+            return await assign_first_reply_targets(session, now=utcnow())
+
+        async def sla_warnings(session: AsyncSession) -> int:
+            warn = timedelta(minutes=settings.sla_warning_minutes)
+            return await warn_before_breach(session, now=utcnow(), warn_before=warn, limit=BATCH)
+
+        return {
+            "sla_targets": sla_targets, "sla_warnings": sla_warnings,
+            "auto_close": auto_close, "prune_outbox": prune_outbox,
+        }
 
     async def run(self, name: str) -> int:
         """One run of a job: batches until one comes back short. Returns the items handled."""

@@ -50,6 +50,15 @@ class Ticket(Base):
         Index("ix_tickets_updated_at_id", "updated_at", "id"),
         Index("ix_tickets_status_created_at_id", "status", "created_at", "id"),
         Index("ix_tickets_tags", "tags", postgresql_using="gin"),
+        # the scheduler's jobs: solved tickets waiting to close; unanswered ones under an SLA
+        Index("ix_tickets_solved_at", "solved_at", postgresql_where=text("status = 'solved'")),
+        Index(
+            "ix_tickets_sla_unanswered", "sla_breach_at",
+            postgresql_where=text(
+                "first_response_at IS NULL AND sla_warned_at IS NULL AND deleted_at IS NULL"
+                " AND status IN ('new', 'open')"
+            ),
+        ),
     )
     # number, created_at, updated_at come back from the INSERT itself (RETURNING)
     __mapper_args__ = {"eager_defaults": True}
@@ -78,6 +87,7 @@ class Ticket(Base):
     tags: Mapped[list[str]] = mapped_column(ARRAY(Text), default=list, server_default="{}")
     custom_fields: Mapped[dict[str, Any]] = mapped_column(JSONB, default=dict, server_default="{}")
     sla_breach_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    sla_warned_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     first_response_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     solved_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     merged_into_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("tickets.id"))

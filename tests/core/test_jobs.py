@@ -111,3 +111,80 @@ async def test_published_events_are_pruned_after_retention_and_unpublished_ones_
         left = set(await session.scalars(select(OutboxEvent.id).where(OutboxEvent.key == key)))
     assert left == {ids["old unpublished"], ids["recent published"]}
     assert b'helpdesk_job_items_total{job="prune_outbox"}' in metrics.render()
+
+
+# ---- SLA ---------------------------------------------------------------------------------
+
+async def unanswered(db: Database, *, priority: str, minutes_ago: float, group_id: uuid.UUID | None = None,
+                     answered: bool = False) -> uuid.UUID:
+    from core.enums import TicketPriority
+    tag = uuid.uuid4().hex[:8]
+    async with db.unit_of_work() as session:
+        customer = await customer_service.find_or_create(session, email=f"{tag}@sla.test", name="Sla")
+        ticket = await ticket_service.create(
+            session, subject=f"sla {tag}", description="d", requester_id=customer.id, channel=Channel.email,
+            actor_type=AuthorType.system, actor_id=None, via="test", group_id=group_id,
+            fields={"priority": TicketPriority(priority)},
+        )
+        await session.flush()
+        ticket.created_at = utcnow() - timedelta(minutes=minutes_ago)
+        if answered:
+            ticket.first_response_at = utcnow()
+        return ticket.id
+
+
+async def sla_state(db: Database, ticket_id: uuid.UUID) -> tuple[object, object, list[dict]]:
+    async with db.unit_of_work() as session:
+        ticket = await session.get(Ticket, ticket_id)
+        warnings = [e.payload for e in await session.scalars(select(OutboxEvent).where(
+            OutboxEvent.key == str(ticket_id), OutboxEvent.topic == "notifications.ticket.sla_warning"))]
+        return ticket.sla_breach_at, ticket.sla_warned_at, warnings
+
+
+async def test_first_reply_targets_and_one_warning_before_the_breach(
+    db: Database, database_url: str, tmp_path: Path
+) -> None:
+    from core.groups.models import Group
+    from core.sla.models import SlaPolicy
+
+    async with db.unit_of_work() as session:
+        group = Group(name=f"SLA {uuid.uuid4().hex[:6]}")
+        session.add(group)
+        await session.flush()
+        group_id = group.id
+        # position 0 is for this group only and wins over the general policy below it
+        session.add_all([
+            SlaPolicy(title="vip", position=0, filter={"group_id": [str(group_id)]},
+                      metrics={"first_reply_time": {"urgent": 30}}),
+            SlaPolicy(title="general", position=1, filter={"priority": ["urgent", "high"]},
+                      metrics={"first_reply_time": {"urgent": 120, "high": 600}}),
+        ])
+    vip = await unanswered(db, priority="urgent", minutes_ago=10, group_id=group_id)  # breach in 20 min
+    soon = await unanswered(db, priority="urgent", minutes_ago=100)  # general: breach in 20 min
+    later = await unanswered(db, priority="high", minutes_ago=10)  # breach in 590 min
+    uncovered = await unanswered(db, priority="normal", minutes_ago=500)  # no policy for normal
+    answered = await unanswered(db, priority="urgent", minutes_ago=100, answered=True)
+    jobs = Jobs(db, settings(database_url, tmp_path, sla_warning_minutes=30), Metrics())
+    try:
+        await jobs.run("sla_targets")
+        await jobs.run("sla_warnings")
+
+        for ticket_id, target in ((vip, 30), (soon, 120)):
+            breach_at, warned_at, warnings = await sla_state(db, ticket_id)
+            async with db.unit_of_work() as session:
+                created = (await session.get(Ticket, ticket_id)).created_at
+            assert breach_at == created + timedelta(minutes=target)
+            assert warned_at is not None and len(warnings) == 1
+            assert warnings[0]["metric"] == "first_reply_time" and warnings[0]["breached"] is False
+        breach_at, warned_at, warnings = await sla_state(db, later)
+        assert breach_at is not None and warned_at is None and warnings == []
+        assert (await sla_state(db, uncovered))[0] is None
+        assert (await sla_state(db, answered))[0] is None
+
+        await jobs.run("sla_targets")
+        await jobs.run("sla_warnings")  # a second run warns nobody twice
+        assert [len((await sla_state(db, t))[2]) for t in (vip, soon, later)] == [1, 1, 0]
+    finally:
+        async with db.unit_of_work() as session:  # other tests share this database
+            for policy in await session.scalars(select(SlaPolicy).where(SlaPolicy.title.in_(["vip", "general"]))):
+                await session.delete(policy)

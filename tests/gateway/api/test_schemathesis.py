@@ -6,9 +6,14 @@ import asyncio
 import shutil
 import subprocess
 import sys
+from collections.abc import AsyncIterator
 from pathlib import Path
 
-from tests.support.gateway import Running
+import pytest
+
+from core.migrate import upgrade
+from tests.support.gateway import Running, make_settings, running_gateway
+from tests.support.postgres import create_database, drop_database
 
 MAX_EXAMPLES = 12
 SEED = 20261125  # fixed: a failure is reproducible; raise MAX_EXAMPLES locally to search wider
@@ -35,8 +40,21 @@ def run_schemathesis(base_url: str, token: str, report_dir: Path) -> subprocess.
     )
 
 
-async def test_no_generated_request_gets_a_server_error(gateway: Running, tmp_path: Path) -> None:
-    result = await asyncio.to_thread(run_schemathesis, gateway.base_url, gateway.token, tmp_path)
+@pytest.fixture
+async def fuzzed(pg_server: str, tmp_path: Path) -> AsyncIterator[Running]:
+    """A gateway on a database of its own: what the fuzzer creates (SLA policies of one
+    minute, say) must not reach the scheduler jobs of the other tests."""
+    url = await create_database(pg_server)
+    try:
+        await upgrade(url)
+        async with running_gateway(make_settings(url, tmp_path / "data")) as running:
+            yield running
+    finally:
+        await drop_database(pg_server, url)
+
+
+async def test_no_generated_request_gets_a_server_error(fuzzed: Running, tmp_path: Path) -> None:
+    result = await asyncio.to_thread(run_schemathesis, fuzzed.base_url, fuzzed.token, tmp_path)
     summary = result.stdout[-3000:]
     assert result.returncode == 0, summary
     assert "passed" in summary and "Server error" not in summary

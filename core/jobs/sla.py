@@ -1,0 +1,118 @@
+"""SLA checks: first-reply targets from the active policies, and one warning before a target
+is missed.
+
+A policy (see core/sla/schemas.py) selects tickets with its filter and gives minutes per
+priority; the first active policy by position that matches an unanswered ticket sets its
+`sla_breach_at` (creation + minutes). Targets are derived data: setting them, and the warning
+mark, leave `updated_at` alone. Only `first_reply_time` is enforced so far.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime, timedelta
+from typing import Any
+
+from pydantic import ValidationError
+from sqlalchemy import ColumnElement, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from core import events
+from core.enums import TicketPriority, TicketStatus
+from core.sla.models import SlaPolicy
+from core.sla.schemas import SlaFilter
+from core.tickets.models import Ticket
+from core.tickets.service import snapshot
+
+log = logging.getLogger(__name__)
+
+FIRST_REPLY = "first_reply_time"
+AWAITING_REPLY = (TicketStatus.new, TicketStatus.open)
+# tickets older than this get no target (a first start on an old database stays quiet), and
+# targets missed longer ago than STALE are not announced any more
+LOOKBACK = timedelta(days=30)
+STALE = timedelta(days=1)
+
+
+def _unanswered() -> list[ColumnElement[bool]]:
+    return [
+        Ticket.first_response_at.is_(None), Ticket.deleted_at.is_(None),
+        Ticket.status.in_(AWAITING_REPLY),
+    ]
+
+
+def _matching(policy_filter: dict[str, Any]) -> list[ColumnElement[bool]] | None:
+    """The policy's filter as conditions on tickets; None if it cannot be read."""
+    try:
+        rule = SlaFilter.model_validate(policy_filter or {})
+    except ValidationError:
+        return None
+    conditions: list[ColumnElement[bool]] = []
+    for name in ("priority", "type", "channel", "group_id"):
+        values = getattr(rule, name)
+        if values:
+            conditions.append(getattr(Ticket, name).in_(values))
+    if rule.tags:
+        conditions.append(Ticket.tags.contains([t.strip().lower() for t in rule.tags]))
+    return conditions
+
+
+async def assign_first_reply_targets(session: AsyncSession, *, now: datetime) -> int:
+    """Sets `sla_breach_at` on unanswered tickets that have none and a policy covers."""
+    policies = await session.scalars(
+        select(SlaPolicy).where(SlaPolicy.active.is_(True)).order_by(SlaPolicy.position, SlaPolicy.created_at)
+    )
+    assigned = 0
+    for policy in policies:
+        conditions = _matching(policy.filter)
+        targets = (policy.metrics or {}).get(FIRST_REPLY) or {}
+        if conditions is None or not isinstance(targets, dict):
+            log.warning("SLA policy %s (%s) cannot be read; skipped", policy.id, policy.title)
+            continue
+        for priority, minutes in targets.items():
+            try:
+                level, delay = TicketPriority(priority), timedelta(minutes=int(minutes))
+            except (ValueError, TypeError):
+                continue
+            result = await session.execute(
+                update(Ticket)
+                .where(
+                    *_unanswered(), *conditions, Ticket.sla_breach_at.is_(None),
+                    Ticket.priority == level, Ticket.created_at > now - LOOKBACK,
+                )
+                # a ticket taken by an earlier policy no longer matches `sla_breach_at IS NULL`
+                .values(sla_breach_at=Ticket.created_at + delay, updated_at=Ticket.updated_at)
+                .execution_options(synchronize_session=False)
+            )
+            assigned += int(result.rowcount or 0)
+    return assigned
+
+
+async def warn_before_breach(
+    session: AsyncSession, *, now: datetime, warn_before: timedelta, limit: int = 200
+) -> int:
+    """One `sla_warning` event per unanswered ticket whose target is within `warn_before`
+    (or just passed); the mailer sends it to the assignee, else the ticket's group."""
+    tickets = list(await session.scalars(
+        select(Ticket)
+        .where(
+            *_unanswered(), Ticket.sla_warned_at.is_(None), Ticket.sla_breach_at.is_not(None),
+            Ticket.sla_breach_at <= now + warn_before, Ticket.sla_breach_at > now - STALE,
+        )
+        .order_by(Ticket.sla_breach_at)
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+    ))
+    for ticket in tickets:
+        assert ticket.sla_breach_at is not None
+        events.emit(
+            session, topic=events.TOPIC_SLA_WARNING, ticket=snapshot(ticket), metric=FIRST_REPLY,
+            breach_at=ticket.sla_breach_at.isoformat(), breached=ticket.sla_breach_at <= now,
+        )
+    if tickets:
+        await session.execute(
+            update(Ticket).where(Ticket.id.in_([t.id for t in tickets]))
+            .values(sla_warned_at=now, updated_at=Ticket.updated_at)
+            .execution_options(synchronize_session=False)
+        )
+    return len(tickets)
