@@ -35,9 +35,11 @@ STALE = timedelta(days=1)
 
 
 def _unanswered() -> list[ColumnElement[bool]]:
+    """Unanswered and not yet warned: the predicate of `ix_tickets_sla_unanswered`, which
+    both jobs' queries must imply for PostgreSQL to use that index."""
     return [
-        Ticket.first_response_at.is_(None), Ticket.deleted_at.is_(None),
-        Ticket.status.in_(AWAITING_REPLY),
+        Ticket.first_response_at.is_(None), Ticket.sla_warned_at.is_(None),
+        Ticket.deleted_at.is_(None), Ticket.status.in_(AWAITING_REPLY),
     ]
 
 
@@ -96,7 +98,7 @@ async def warn_before_breach(
     tickets = list(await session.scalars(
         select(Ticket)
         .where(
-            *_unanswered(), Ticket.sla_warned_at.is_(None), Ticket.sla_breach_at.is_not(None),
+            *_unanswered(), Ticket.sla_breach_at.is_not(None),
             Ticket.sla_breach_at <= now + warn_before, Ticket.sla_breach_at > now - STALE,
         )
         .order_by(Ticket.sla_breach_at)
