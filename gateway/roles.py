@@ -23,7 +23,6 @@ from outbound.service import Outbound
 log = logging.getLogger(__name__)
 
 
-
 @dataclass
 class Gateway:
     """The running roles of one process, on one event loop, sharing one database pool."""
@@ -88,8 +87,8 @@ class Gateway:
     def _mail_burst(self) -> bool:
         """Mail arrives faster than it can become tickets: the backlog grows whatever we do,
         so senders waiting for their 250 go first and tickets catch up afterwards."""
-        if self._intake is None or self.runner is None:
-            return False
+        if self._intake is None or self.runner is None or not self.runner.capacity:
+            return False  # no measured capacity yet (no full batch so far): no reason to wait
         return self._intake.arrival_rate() > self.runner.capacity
 
     async def stop(self) -> None:

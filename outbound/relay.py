@@ -25,6 +25,9 @@ from core.metrics import Metrics
 log = logging.getLogger(__name__)
 
 MAX_BACKOFF = 5.0
+# notifications wait for mail being accepted and tickets being made, but a batch still goes
+# out at least this often: a long flood delays them, it cannot stop them
+MAX_DEFER = 1.0
 
 
 class Publisher(Protocol):
@@ -85,8 +88,10 @@ class OutboxRelay:
 
     async def _loop(self) -> None:
         backoff = 0.1
+        loop = asyncio.get_running_loop()
         while not self._stopping:
-            while self.defer_while() and not self._stopping:
+            deferred_until = loop.time() + MAX_DEFER
+            while self.defer_while() and not self._stopping and loop.time() < deferred_until:
                 await asyncio.sleep(0.005)
             try:
                 published = await self.publish_batch()

@@ -27,6 +27,9 @@ from core.mail.text import clean
 log = logging.getLogger(__name__)
 
 
+RATE_WINDOW = 0.25  # seconds of group commits that `arrival_rate` averages over
+
+
 class IntakeUnavailable(Exception):
     """The message was not stored; the sender should try again later."""
 
@@ -133,7 +136,9 @@ class Intake:
                     self._queue.task_done()
 
     async def _write(self, batch: list[tuple[Submission, asyncio.Future[uuid.UUID]]]) -> None:
-        self._recent.append((asyncio.get_running_loop().time(), len(batch)))
+        now = asyncio.get_running_loop().time()
+        self._recent.append((now, len(batch)))
+        self._forget_before(now - RATE_WINDOW)
         rows = [submission.row() for submission, _ in batch]
         try:
             try:
@@ -161,9 +166,11 @@ class Intake:
         """How many messages wait for their commit (and their senders for the 250)."""
         return self._waiting
 
-    def arrival_rate(self, window: float = 0.25) -> float:
-        """Messages submitted per second over the last `window` seconds."""
-        horizon = asyncio.get_running_loop().time() - window
+    def arrival_rate(self) -> float:
+        """Messages submitted per second over the last `RATE_WINDOW` seconds."""
+        self._forget_before(asyncio.get_running_loop().time() - RATE_WINDOW)
+        return sum(n for _, n in self._recent) / RATE_WINDOW
+
+    def _forget_before(self, horizon: float) -> None:
         while self._recent and self._recent[0][0] < horizon:
             self._recent.popleft()
-        return sum(n for _, n in self._recent) / window

@@ -41,6 +41,28 @@ async def test_nothing_is_published_before_commit_and_everything_after(db: Datab
     assert stored.published_at is not None
 
 
+async def test_a_relay_told_to_wait_for_ever_still_publishes(db: Database) -> None:
+    """`defer_while` (mail arriving, tickets behind) delays notifications; it cannot stop them."""
+    seen: list[str] = []
+
+    async def record(events: list[dict[str, Any]]) -> None:
+        seen.extend(e["event_id"] for e in events)
+
+    relay = OutboxRelay(db, InProcessPublisher([record]), Metrics(), poll_seconds=0.05,
+                        defer_while=lambda: True)
+    async with db.unit_of_work() as session:
+        event = emit(session, topic=TOPIC_CREATED, ticket=fake_ticket())
+    await relay.start()
+    try:
+        for _ in range(100):
+            if str(event.id) in seen:
+                break
+            await asyncio.sleep(0.05)
+        assert str(event.id) in seen  # while still running (stopping ends any wait)
+    finally:
+        await relay.stop()
+
+
 async def test_a_failing_consumer_leaves_the_row_for_later(db: Database) -> None:
     calls: list[str] = []
 
