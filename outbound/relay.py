@@ -25,9 +25,10 @@ from core.metrics import Metrics
 log = logging.getLogger(__name__)
 
 MAX_BACKOFF = 5.0
-# notifications wait for mail being accepted and tickets being made, but a batch still goes
-# out at least this often: a long flood delays them, it cannot stop them
-MAX_DEFER = 1.0
+# while `defer_while` holds (mail being accepted, tickets behind), publishing (and, in one
+# process, the mailing it drives) still gets at least this share of the time: a long flood
+# delays notifications, it cannot stop them
+MIN_SHARE = 0.1
 
 
 class Publisher(Protocol):
@@ -89,12 +90,15 @@ class OutboxRelay:
     async def _loop(self) -> None:
         backoff = 0.1
         loop = asyncio.get_running_loop()
+        last_batch = 0.0  # seconds
         while not self._stopping:
-            deferred_until = loop.time() + MAX_DEFER
+            deferred_until = loop.time() + last_batch * (1 - MIN_SHARE) / MIN_SHARE
             while self.defer_while() and not self._stopping and loop.time() < deferred_until:
                 await asyncio.sleep(0.005)
+            started = loop.time()
             try:
                 published = await self.publish_batch()
+                last_batch = loop.time() - started
                 backoff = 0.1
             except Exception as exc:
                 log.warning("outbox relay: publishing failed (%r); retrying in %.1fs", exc, backoff)
