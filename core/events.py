@@ -71,16 +71,21 @@ class OutboundDelivery(Base):
     sent_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
 
-def emit(session: AsyncSession, *, topic: str, ticket: dict[str, Any], **fields: Any) -> OutboxEvent:
-    """Add an event to the current transaction; it is published only after commit."""
+def event_payload(topic: str, ticket: dict[str, Any], **fields: Any) -> tuple[uuid.UUID, dict[str, Any]]:
+    """An event's id and its message, as consumers receive it."""
     event_id = uuid.uuid4()
-    payload = {
+    return event_id, {
         "event_id": str(event_id),
         "type": topic.rsplit(".", 1)[-1],
         "occurred_at": datetime.now().astimezone().isoformat(),
         "ticket": ticket,
         **fields,
     }
+
+
+def emit(session: AsyncSession, *, topic: str, ticket: dict[str, Any], **fields: Any) -> OutboxEvent:
+    """Add an event to the current transaction; it is published only after commit."""
+    event_id, payload = event_payload(topic, ticket, **fields)
     event = OutboxEvent(id=event_id, topic=topic, key=str(ticket["id"]), payload=payload)
     session.add(event)
     return event

@@ -23,6 +23,7 @@ from core.customers.service import customer_service
 from core.enums import AgentRole, Channel, TicketStatus, Visibility
 from core.errors import Conflict, Forbidden, Invalid, NotFound
 from core.groups.models import Group
+from core.tickets.api_comment import check_comment
 from core.tickets.models import Tag, Ticket, TicketComment, ticket_followers
 from core.tickets.schemas import CommentIn, MergeIn, TicketCreate, TicketUpdate
 from core.tickets.service import participant_service, snapshot, ticket_service
@@ -110,10 +111,7 @@ class TicketChangeService:
     async def comment(
         self, session: AsyncSession, ticket: Ticket, data: CommentIn, actor: Actor, *, announce: bool = True
     ) -> TicketComment:
-        if ticket.status is TicketStatus.closed:
-            raise Conflict(f"ticket #{ticket.number} is closed; a reply by email opens a follow-up")
-        if data.visibility is Visibility.public and actor.role is AgentRole.light_agent:
-            raise Forbidden("light agents may only add internal comments", {"visibility": "must be internal"})
+        check_comment(ticket.status, ticket.number, data, actor)
         if data.visibility is Visibility.public and ticket.first_response_at is None and announce:
             ticket.first_response_at = utcnow()
         return await ticket_service.add_comment(

@@ -10,6 +10,7 @@ from core.actor import Actor
 from core.attachments import AttachmentStore
 from core.errors import Invalid
 from core.mail.names import sanitize_filename
+from core.tickets.api_comment import add_api_comment
 from core.tickets.changes import require_ticket, ticket_changes
 from core.tickets.models import TicketComment
 from core.tickets.schemas import (
@@ -93,10 +94,11 @@ async def merge_tickets(request: web.Request) -> web.Response:
 )
 async def add_comment(request: web.Request) -> web.Response:
     session = request[SESSION]
-    if request.content_type == "multipart/form-data":
-        data, files = await read_multipart(request)
-    else:
-        data, files = await parse_body(request, CommentIn), []
+    if request.content_type != "multipart/form-data":
+        data = await parse_body(request, CommentIn)
+        return json_response(await add_api_comment(session, request.match_info["ticket"], data, actor(request)),
+                             status=201)
+    data, files = await read_multipart(request)
     ticket = await require_ticket(session, request.match_info["ticket"])
     comment = await ticket_changes.comment(session, ticket, data, actor(request))
     if files:

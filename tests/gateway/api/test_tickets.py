@@ -199,3 +199,57 @@ async def test_created_solved_has_solved_at(gateway: Running) -> None:
     async with gateway.http() as client:
         ticket = await create(client, status="solved")
         assert ticket["status"] == "solved" and ticket["solved_at"] is not None
+
+
+async def test_a_posted_comment_is_one_change_with_its_audit_and_event(gateway: Running) -> None:
+    from sqlalchemy import select
+
+    from core.events import TOPIC_COMMENTED, OutboxEvent
+
+    async with gateway.http() as client:
+        ticket = await create(client)
+        url = f"/api/v1/tickets/{ticket['number']}/comments"  # by number, as agents type it
+        internal = await client.post(url, json={"body": "note to self", "visibility": "internal"})
+        assert internal.status == 201
+        after_internal = await (await client.get(f"/api/v1/tickets/{ticket['id']}")).json()
+        assert after_internal["first_response_at"] is None
+        assert after_internal["updated_at"] > ticket["updated_at"]
+
+        first = await client.post(url, json={"body": "We are on it"})
+        assert first.status == 201
+        posted = await first.json()
+        assert posted["body"] == "We are on it" and posted["visibility"] == "public"
+        assert posted["ticket_id"] == ticket["id"] and posted["attachments"] == []
+        answered = await (await client.get(f"/api/v1/tickets/{ticket['id']}")).json()
+        assert answered["first_response_at"] is not None
+        await client.post(url, json={"body": "Still on it"})
+        again = await (await client.get(f"/api/v1/tickets/{ticket['id']}")).json()
+        assert again["first_response_at"] == answered["first_response_at"]  # the first stays
+
+        listed = (await (await client.get(url)).json())["comments"]
+        assert [c["body"] for c in listed][-3:] == ["note to self", "We are on it", "Still on it"]
+        assert posted in listed
+        audits = (await (await client.get(f"/api/v1/tickets/{ticket['id']}/audits")).json())["audits"]
+        comment_audits = [a for a in audits if a["action"] == "comment"]
+        assert len(comment_audits) == 4  # the description's, then these three
+        assert {"id": posted["id"], "visibility": "public"} in [a["changes"]["comment"] for a in comment_audits]
+
+        retried = [await client.post(url, json={"body": "once"}, headers={"Idempotency-Key": "k-once"})
+                   for _ in range(2)]
+        assert [r.status for r in retried] == [201, 201]
+        assert (await retried[0].json()) == (await retried[1].json())
+        bodies = [c["body"] for c in (await (await client.get(url)).json())["comments"]]
+        assert bodies.count("once") == 1
+
+        assert (await client.post("/api/v1/tickets/999999999/comments", json={"body": "x"})).status == 404
+        await client.put(f"/api/v1/tickets/{ticket['id']}", json={"status": "closed"})
+        assert (await client.post(url, json={"body": "too late"})).status == 409
+
+    async with gateway.db.unit_of_work() as session:
+        events = [e.payload for e in await session.scalars(select(OutboxEvent).where(
+            OutboxEvent.key == ticket["id"], OutboxEvent.topic == TOPIC_COMMENTED))]
+    mine = next(e for e in events if e["comment"]["id"] == posted["id"])
+    assert mine["type"] == "commented" and mine["via"] == "api"
+    assert mine["comment"]["author_type"] == "agent" and mine["comment"]["body"] == "We are on it"
+    assert mine["ticket"]["id"] == ticket["id"] and mine["ticket"]["first_response_at"] is not None
+    assert len(events) == 4  # internal, two public, the retried one once; none for the refused
