@@ -4,7 +4,7 @@ import uuid
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import Select, select, tuple_
+from sqlalchemy import select, tuple_
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -21,7 +21,7 @@ from core.tickets.models import (
     ticket_followers,
 )
 from core.tickets.schemas import TicketOut
-from core.tickets.views import VIEW_COLUMNS, ticket_ref
+from core.tickets.views import ticket_page, ticket_ref
 
 CREATION_AUDITED = (
     "subject", "status", "priority", "type", "requester_id", "assignee_id", "group_id", "tags",
@@ -53,24 +53,8 @@ class TicketService:
         tags: Sequence[str] = (),
         sort: str = "-created_at",
     ) -> tuple[list[TicketOut], Cursor | None]:
-        """Keyset-paginated on (sort column, id): stable while tickets arrive or change.
-
-        `sort` is `created_at` or `updated_at`, `-` for newest first; `tags` must all be present.
-        Read as rows of the columns `TicketOut` shows, not as ORM objects: building those was
-        most of the cost of a page."""
-        column = Ticket.updated_at if sort.lstrip("-") == "updated_at" else Ticket.created_at
-        descending = sort.startswith("-")
-        query: Select = select(*VIEW_COLUMNS).where(Ticket.deleted_at.is_(None))
-        for name, value in (filters or {}).items():
-            query = query.where(getattr(Ticket, name) == value)
-        if tags:
-            query = query.where(Ticket.tags.contains(list(tags)))
-        if cursor is not None:
-            key, after = tuple_(column, Ticket.id), tuple_(cursor.created_at, cursor.id)
-            query = query.where(key < after if descending else key > after)
-        order = (column.desc(), Ticket.id.desc()) if descending else (column.asc(), Ticket.id.asc())
-        result = await session.execute(query.order_by(*order).limit(limit + 1))
-        return page_of([TicketOut.model_validate(dict(row)) for row in result.mappings()], limit, column.key)
+        """A page of tickets (see `views.ticket_page`: rows, not ORM objects)."""
+        return await ticket_page(session, limit=limit, cursor=cursor, filters=filters, tags=tags, sort=sort)
 
     async def thread_ids(self, session: AsyncSession, ticket: Ticket) -> list[uuid.UUID]:
         """The ticket and every ticket merged into it (at any depth)."""
