@@ -1,8 +1,8 @@
 """Tickets as the API shows them, read from rows rather than ORM objects.
 
-The hottest reads of the desk (one ticket, a page of tickets) spent most of their time
-building ORM objects only to copy them into `TicketOut`; these read the columns `TicketOut`
-shows and nothing else.
+The hottest reads of the desk (one ticket, a page of tickets) spent most of their time in
+SQLAlchemy, building ORM objects only to copy them into `TicketOut`; these read the columns
+`TicketOut` shows, with the asyncpg driver under the request's session, and nothing else.
 """
 
 from __future__ import annotations
@@ -20,9 +20,8 @@ from core.tickets.schemas import TicketOut
 
 VIEW_COLUMNS = tuple(getattr(Ticket, name) for name in TicketOut.model_fields)
 
-_SELECT = (f"SELECT {', '.join(c.key for c in VIEW_COLUMNS)} FROM {Ticket.__tablename__} "
-           "WHERE deleted_at IS NULL AND ")
 _SELECT_ALL = f"SELECT {', '.join(c.key for c in VIEW_COLUMNS)} FROM {Ticket.__tablename__}"
+_SELECT = _SELECT_ALL + " WHERE deleted_at IS NULL AND "
 _BY_ID = _SELECT + "id = $1"
 _BY_NUMBER = _SELECT + "number = $1"
 
