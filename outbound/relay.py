@@ -21,6 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from core.db import Database
 from core.events import OutboxEvent
 from core.metrics import Metrics
+from core.pacing import step_aside
 
 log = logging.getLogger(__name__)
 
@@ -92,9 +93,8 @@ class OutboxRelay:
         loop = asyncio.get_running_loop()
         last_batch = 0.0  # seconds
         while not self._stopping:
-            deferred_until = loop.time() + last_batch * (1 - MIN_SHARE) / MIN_SHARE
-            while self.defer_while() and not self._stopping and loop.time() < deferred_until:
-                await asyncio.sleep(0.005)
+            await step_aside(self.defer_while, worked=last_batch, share=MIN_SHARE,
+                             stopping=lambda: self._stopping, poll=0.005)
             started = loop.time()
             try:
                 published = await self.publish_batch()

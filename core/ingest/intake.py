@@ -97,7 +97,6 @@ class Intake:
         self.max_batch = max_batch
         self._queue: asyncio.Queue[tuple[Submission, asyncio.Future[uuid.UUID]]] = asyncio.Queue()
         self._task: asyncio.Task[None] | None = None
-        self._waiting = 0
         self._recent: collections.deque[tuple[float, int]] = collections.deque()  # (loop time, messages)
 
     async def start(self) -> None:
@@ -117,12 +116,8 @@ class Intake:
         if self._task is None:
             raise IntakeUnavailable("intake is not running")
         future: asyncio.Future[uuid.UUID] = asyncio.get_running_loop().create_future()
-        self._waiting += 1
-        try:
-            await self._queue.put((submission, future))
-            return await future
-        finally:
-            self._waiting -= 1
+        await self._queue.put((submission, future))
+        return await future
 
     async def _write_loop(self) -> None:
         while True:
@@ -160,11 +155,6 @@ class Intake:
         async with self.db.driver_transaction() as connection:
             await connection.executemany(INSERT, rows)
             await connection.execute(f"NOTIFY {CHANNEL}")  # wakes runners elsewhere, on commit
-
-    @property
-    def waiting(self) -> int:
-        """How many messages wait for their commit (and their senders for the 250)."""
-        return self._waiting
 
     def arrival_rate(self) -> float:
         """Messages submitted per second over the last `RATE_WINDOW` seconds."""

@@ -22,6 +22,7 @@ from core.enums import InboundStatus
 from core.ingest.models import InboundMessage
 from core.ingest.pipeline import Outcome, Pipeline, outcome_row
 from core.metrics import Metrics
+from core.pacing import step_aside
 
 log = logging.getLogger(__name__)
 
@@ -79,9 +80,7 @@ class IngestRunner:
         loop = asyncio.get_running_loop()
         last_batch = 0.0  # seconds
         while not self._stopping:
-            deferred_until = loop.time() + last_batch * (1 - MIN_SHARE) / MIN_SHARE
-            while self.defer_while() and not self._stopping and loop.time() < deferred_until:
-                await asyncio.sleep(0.002)
+            await step_aside(self.defer_while, worked=last_batch, share=MIN_SHARE, stopping=lambda: self._stopping)
             started = loop.time()
             try:
                 handled = await self.process_batch()

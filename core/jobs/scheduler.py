@@ -34,7 +34,7 @@ class Jobs:
         self.settings = settings
         self.metrics = metrics
         self._scheduler: AsyncIOScheduler | None = None
-        self._running: set[asyncio.Task[int]] = set()
+        self._running: set[asyncio.Task[object]] = set()
 
     def batches(self) -> dict[str, Batch]:
         """Each job's next batch, with the cut-off times as of now."""
@@ -79,9 +79,6 @@ class Jobs:
             log.info("job %s: %d item(s)", name, total)
         return total
 
-    async def run_all(self) -> dict[str, int]:
-        return {name: await self.run(name) for name in self.batches()}
-
     async def start(self) -> None:
         scheduler = AsyncIOScheduler()
         for name in self.batches():
@@ -94,10 +91,12 @@ class Jobs:
         self._scheduler = scheduler
 
     async def _tracked(self, name: str) -> int:
-        task = asyncio.ensure_future(self.run(name))
+        """A scheduled run, known to `stop` while it lasts."""
+        task = asyncio.current_task()
+        assert task is not None
         self._running.add(task)
         try:
-            return await asyncio.shield(task)
+            return await self.run(name)
         finally:
             self._running.discard(task)
 

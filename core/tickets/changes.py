@@ -21,7 +21,7 @@ from core.clock import utcnow
 from core.customers.models import Customer
 from core.customers.service import customer_service
 from core.enums import AgentRole, Channel, TicketStatus, Visibility
-from core.errors import Conflict, Forbidden, Invalid, NotFound
+from core.errors import Conflict, Invalid, NotFound
 from core.groups.models import Group
 from core.tickets.api_comment import check_comment
 from core.tickets.models import Tag, Ticket, TicketComment, ticket_followers

@@ -1,7 +1,6 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
 from typing import Any
 
 from sqlalchemy import select, tuple_
@@ -21,7 +20,7 @@ from core.tickets.models import (
     ticket_followers,
 )
 from core.tickets.schemas import TicketOut
-from core.tickets.views import ticket_page, ticket_ref
+from core.tickets.views import ticket_ref
 
 CREATION_AUDITED = (
     "subject", "status", "priority", "type", "requester_id", "assignee_id", "group_id", "tags",
@@ -42,19 +41,6 @@ class TicketService:
         query = select(Ticket).where(Ticket.deleted_at.is_(None))
         query = query.where(Ticket.number == key if isinstance(key, int) else Ticket.id == key)
         return await session.scalar(query)
-
-    async def list(
-        self,
-        session: AsyncSession,
-        *,
-        limit: int,
-        cursor: Cursor | None = None,
-        filters: dict[str, object] | None = None,
-        tags: Sequence[str] = (),
-        sort: str = "-created_at",
-    ) -> tuple[list[TicketOut], Cursor | None]:
-        """A page of tickets (see `views.ticket_page`: rows, not ORM objects)."""
-        return await ticket_page(session, limit=limit, cursor=cursor, filters=filters, tags=tags, sort=sort)
 
     async def thread_ids(self, session: AsyncSession, ticket: Ticket) -> list[uuid.UUID]:
         """The ticket and every ticket merged into it (at any depth)."""

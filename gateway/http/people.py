@@ -19,7 +19,7 @@ from core.enums import AgentRole
 from core.errors import Forbidden, NotFound
 from core.pagination import clamp_limit
 from core.tickets.schemas import TicketList
-from core.tickets.service import ticket_service
+from core.tickets.views import ticket_page
 from gateway.http.crud import crud_routes
 from gateway.http.keys import AGENT, SESSION, TOKEN_CACHE
 from gateway.http.routing import ADMIN, EVERYONE, STAFF, RouteTable, json_response, parse_body, parse_query
@@ -59,7 +59,7 @@ async def customer_tickets(request: web.Request) -> web.Response:
     session = request[SESSION]
     customer = await customer_crud.get(session, request.match_info["id"])
     page = parse_query(request, Page)
-    rows, cursor = await ticket_service.list(
+    rows, cursor = await ticket_page(
         session, limit=clamp_limit(page.limit), cursor=page.decoded_cursor(),
         filters={"requester_id": customer.id},
     )

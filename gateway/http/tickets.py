@@ -26,7 +26,7 @@ from core.tickets.schemas import (
     TicketOut,
 )
 from core.tickets.service import ticket_service
-from core.tickets.views import ticket_view
+from core.tickets.views import ticket_page, ticket_view
 from gateway.http.errors import ApiError, not_found
 from gateway.http.keys import SESSION, STORE
 from gateway.http.routing import RouteTable, parse_query
@@ -68,7 +68,7 @@ async def list_tickets(request: web.Request) -> web.Response:
     query = parse_query(request, TicketQuery)
     filters = query.model_dump(exclude={"limit", "cursor", "sort", "tags"}, exclude_none=True)
     tags = [t.strip().lower() for t in (query.tags or "").split(",") if t.strip()]
-    tickets, next_cursor = await ticket_service.list(
+    tickets, next_cursor = await ticket_page(
         request[SESSION], limit=clamp_limit(query.limit), cursor=query.decoded_cursor(),
         filters=filters, tags=tags, sort=query.sort,
     )

@@ -16,7 +16,7 @@ from core.ingest.models import InboundMessage
 from core.mail.tokens import make_token
 from core.secrets import REPLY_TOKEN_SECRET, server_secret
 from core.tickets.models import MessageId, Ticket, TicketComment, ticket_followers
-from tests.support.gateway import SUPPORT, Running, queued_id, smtp_send
+from tests.support.gateway import SUPPORT, Running, queued_id
 
 
 def unique(prefix: str) -> str:
