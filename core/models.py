@@ -21,10 +21,12 @@ from core.tickets.models import (
     ticket_followers,
 )
 from core.triggers.models import Trigger
+from search.models import SearchQueue, SearchTerm, TicketSearch
 
 __all__ = [
     "Agent", "ApiToken", "Base", "Customer", "Group", "IdempotencyKey", "InboundMessage", "Macro", "MessageId",
-    "Organization", "OutboundDelivery", "OutboxEvent", "ServerSecret", "SlaPolicy", "Tag", "Ticket",
+    "Organization", "OutboundDelivery", "OutboxEvent", "SearchQueue", "SearchTerm", "ServerSecret", "SlaPolicy",
+    "Tag", "Ticket", "TicketSearch",
     "TicketAttachment", "TicketAuditLog", "TicketComment", "Trigger", "group_members",
     "ticket_followers",
 ]
