@@ -22,7 +22,16 @@ TOPIC_ASSIGNED = "notifications.ticket.assigned"
 TOPIC_STATUS_CHANGED = "notifications.ticket.status_changed"
 TOPIC_COMMENTED = "notifications.ticket.commented"
 TOPIC_SLA_WARNING = "notifications.ticket.sla_warning"
-TOPICS = (TOPIC_CREATED, TOPIC_ASSIGNED, TOPIC_STATUS_CHANGED, TOPIC_COMMENTED, TOPIC_SLA_WARNING)
+# changes no notification announces, for consumers that follow every change (the search indexer)
+TOPIC_UPDATED = "notifications.ticket.updated"
+TOPIC_DELETED = "notifications.ticket.deleted"
+TOPICS = (
+    TOPIC_CREATED, TOPIC_ASSIGNED, TOPIC_STATUS_CHANGED, TOPIC_COMMENTED, TOPIC_SLA_WARNING,
+    TOPIC_UPDATED, TOPIC_DELETED,
+)
+# a customer's name or address changed: the documents of their tickets carry them
+TOPIC_CUSTOMER_UPDATED = "notifications.customer.updated"
+SEARCH_TOPICS = (*TOPICS, TOPIC_CUSTOMER_UPDATED)
 
 
 class OutboxEvent(Base):
@@ -87,5 +96,17 @@ def emit(session: AsyncSession, *, topic: str, ticket: dict[str, Any], **fields:
     """Add an event to the current transaction; it is published only after commit."""
     event_id, payload = event_payload(topic, ticket, **fields)
     event = OutboxEvent(id=event_id, topic=topic, key=str(ticket["id"]), payload=payload)
+    session.add(event)
+    return event
+
+
+def emit_customer_updated(session: AsyncSession, *, customer_id: uuid.UUID) -> OutboxEvent:
+    """Keyed by the customer: their events stay in order (no ticket snapshot: there is none)."""
+    event_id = uuid.uuid4()
+    payload = {
+        "event_id": str(event_id), "type": "customer_updated",
+        "occurred_at": datetime.now().astimezone().isoformat(), "customer_id": str(customer_id),
+    }
+    event = OutboxEvent(id=event_id, topic=TOPIC_CUSTOMER_UPDATED, key=str(customer_id), payload=payload)
     session.add(event)
     return event

@@ -62,5 +62,26 @@ class Metrics:
             ["job"], registry=self.registry,
         )
 
+        # search/: the indexer and the queries
+        self.search_indexed = Counter(
+            "helpdesk_search_indexed", "Ticket documents written to the search index", registry=self.registry,
+        )
+        self.search_index_errors = Counter(
+            "helpdesk_search_index_errors", "Indexing batches that failed and will be retried",
+            registry=self.registry,
+        )
+        self.search_index_latency = Histogram(
+            "helpdesk_search_index_latency_seconds", "From a ticket's change to its searchable document",
+            buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300), registry=self.registry,
+        )
+        self.search_lag = Gauge(
+            "helpdesk_search_lag_seconds",
+            "Age of the oldest change not yet searchable (0: the index is current)", registry=self.registry,
+        )
+        self.search_queries = Counter(
+            "helpdesk_search_queries", "Search queries answered, by backend and result type",
+            ["backend", "type"], registry=self.registry,
+        )
+
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from aiohttp import web
 
 from core.bootstrap import bootstrap
 from core.config import Settings
 from core.db import Database
+from core.events import SEARCH_TOPICS
 from core.ingest.intake import Intake
 from core.ingest.notify import InboundListener
 from core.ingest.pipeline import Pipeline
@@ -19,6 +21,11 @@ from core.metrics import Metrics
 from gateway.http.app import create_app
 from gateway.smtp import SmtpServer
 from outbound.service import Outbound
+from search.indexer import SEARCH_GROUP, SearchIndexer
+from search.service import backend_from_settings
+
+if TYPE_CHECKING:
+    from outbound.kafka import KafkaConsumerLoop
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +43,8 @@ class Gateway:
     runner: IngestRunner | None = None
     outbound: Outbound | None = None
     jobs: Jobs | None = None
+    indexer: SearchIndexer | None = None
+    _search_consumer: KafkaConsumerLoop | None = None
     _intake: Intake | None = None
     _listener: InboundListener | None = None
     _smtp: SmtpServer | None = None
@@ -62,12 +71,24 @@ class Gateway:
                 await self._listener.start()
             await self.runner.start()
             runner = self.runner
+            self.indexer = SearchIndexer(self.db, backend_from_settings(settings), self.metrics)
+            await self.indexer.start()
             # tickets before notifications: mail accepted must become tickets first
             self.outbound = Outbound(
                 settings, self.db, self.metrics,
                 defer_while=lambda: runner.behind or self._mail_burst(),
+                in_process=[self.indexer.handle_batch],
             )
             await self.outbound.start()
+            if settings.kafka_bootstrap:  # the indexer is a consumer group of its own
+                from outbound import kafka
+
+                self._search_consumer = kafka.KafkaConsumerLoop(
+                    settings.kafka_bootstrap, group_id=SEARCH_GROUP, handler=self.indexer.handle_batch,
+                    topics=SEARCH_TOPICS, partitions=settings.kafka_partitions,
+                    replication=settings.kafka_replication_factor, timeout=settings.kafka_timeout_seconds,
+                )
+                await self._search_consumer.start()
         if "scheduler" in settings.roles:
             self.jobs = Jobs(self.db, settings, self.metrics)
             await self.jobs.start()
@@ -103,8 +124,12 @@ class Gateway:
             await self._listener.stop()
         if self.runner is not None:
             await self.runner.stop()
+        if self._search_consumer is not None:
+            await self._search_consumer.stop()
         if self.outbound is not None:
             await self.outbound.stop()
+        if self.indexer is not None:
+            await self.indexer.stop()
         if self.jobs is not None:
             await self.jobs.stop()
         await self.db.dispose()

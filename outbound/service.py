@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
 from typing import TYPE_CHECKING
 
 from core.config import Settings
@@ -19,13 +20,16 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 MAILER_GROUP = "helpdesk-mailer"
+Handler = Callable[[list[dict[str, Any]]], Awaitable[None]]
 
 
 class Outbound:
     def __init__(
         self, settings: Settings, db: Database, metrics: Metrics, *, transport: Transport | None = None,
-        defer_while: Callable[[], bool] = lambda: False,
+        defer_while: Callable[[], bool] = lambda: False, in_process: Sequence[Handler] = (),
     ) -> None:
+        """`in_process`: consumers called before the mailer when there is no Kafka (the search
+        indexer's queueing: cheap, and it must not wait behind the mail being sent)."""
         self.settings = settings
         self.mailer = Mailer(db, settings, transport or transport_from_settings(settings), metrics)
         self.consumer: KafkaConsumerLoop | None = None
@@ -42,7 +46,7 @@ class Outbound:
                 settings.kafka_bootstrap, group_id=MAILER_GROUP, handler=self.mailer.handle_batch, **options,
             )
         else:
-            publisher = InProcessPublisher([self.mailer.handle_batch])
+            publisher = InProcessPublisher([*in_process, self.mailer.handle_batch])
         self.relay = OutboxRelay(
             db, publisher, metrics, batch_size=settings.outbox_batch_size,
             poll_seconds=settings.outbox_poll_seconds, defer_while=defer_while,

@@ -7,6 +7,7 @@ from sqlalchemy import any_, literal, select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from core import events
 from core.crud import Crud
 from core.customers.models import Customer
 from core.errors import Invalid
@@ -52,4 +53,12 @@ async def _organization_rules(session: AsyncSession, customer: Customer, data: B
         )
 
 
-customer_crud: Crud[Customer] = Crud(Customer, "customer", before_write=_organization_rules)
+async def _announce(session: AsyncSession, customer: Customer, data: BaseModel) -> None:
+    """Their tickets' search documents carry the customer's name and address."""
+    if {"name", "email"} & data.model_fields_set:
+        events.emit_customer_updated(session, customer_id=customer.id)
+
+
+customer_crud: Crud[Customer] = Crud(
+    Customer, "customer", before_write=_organization_rules, after_write=_announce
+)

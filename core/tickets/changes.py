@@ -97,6 +97,11 @@ class TicketChangeService:
                 )
             if "assignee_id" in changes and ticket.assignee_id is not None:
                 self._emit_assigned(session, ticket, previous=previous_assignee)
+            unannounced = {k: v for k, v in changes.items() if k not in ("status", "assignee_id")}
+            if unannounced or ("assignee_id" in changes and ticket.assignee_id is None):
+                events.emit(
+                    session, topic=events.TOPIC_UPDATED, ticket=snapshot(ticket), changes=changes, via=via,
+                )
         if data.comment is not None:
             await self.comment(session, ticket, data.comment, actor)
         return ticket
@@ -124,6 +129,7 @@ class TicketChangeService:
         audit_service.record(
             session, ticket_id=ticket.id, actor_type=actor.type, actor_id=actor.id, action="delete", via="api",
         )
+        events.emit(session, topic=events.TOPIC_DELETED, ticket=snapshot(ticket), via="api")
 
     async def merge(self, session: AsyncSession, target: Ticket, data: MergeIn, actor: Actor) -> Ticket:
         """Sources are closed with a link to the target; their people follow the target;

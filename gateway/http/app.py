@@ -12,16 +12,17 @@ from core.db import Database
 from core.ingest.intake import Intake
 from core.metrics import Metrics
 from gateway.http import (
-    admin, deliveries, inbound, middleware, openapi, people, system, ticket_changes, tickets,
+    admin, deliveries, inbound, middleware, openapi, people, search, system, ticket_changes, tickets,
 )
 from core.agents.tokens import TokenCache
-from gateway.http.keys import DB, INTAKE, METRICS, RATE_LIMITER, SETTINGS, STORE, TOKEN_CACHE
+from gateway.http.keys import DB, INTAKE, METRICS, RATE_LIMITER, SEARCH, SETTINGS, STORE, TOKEN_CACHE
 from gateway.http.ratelimit import RateLimiter
+from search.service import SearchService, backend_from_settings
 
 # ticket_changes first: its `/tickets/update_many` must win over `/tickets/{ticket}`
 ROUTE_TABLES = (
     ticket_changes.routes, tickets.routes, *people.ROUTES, *admin.ROUTES, inbound.routes,
-    deliveries.routes, system.routes,
+    deliveries.routes, search.routes, system.routes,
 )
 
 
@@ -30,6 +31,11 @@ def _version() -> str:
         return version("helpdesk-gateway")
     except PackageNotFoundError:
         return "0.0.0"
+
+
+async def _search_backend(app: web.Application):  # type: ignore[no-untyped-def]
+    yield
+    await app[SEARCH].backend.close()
 
 
 def create_app(
@@ -48,6 +54,8 @@ def create_app(
     app[INTAKE] = intake
     app[TOKEN_CACHE] = TokenCache(ttl=settings.api_auth_cache_seconds)
     app[RATE_LIMITER] = RateLimiter(per_minute=settings.api_rate_per_minute, burst=settings.api_rate_burst)
+    app[SEARCH] = SearchService(backend_from_settings(settings), metrics)
+    app.cleanup_ctx.append(_search_backend)
     for table in ROUTE_TABLES:
         table.add_to(app)
     app[openapi.OPENAPI_KEY] = openapi.build(

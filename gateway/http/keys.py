@@ -12,6 +12,7 @@ from core.db import Database
 from core.ingest.intake import Intake
 from core.metrics import Metrics
 from gateway.http.ratelimit import RateLimiter
+from search.service import SearchService
 
 SETTINGS = web.AppKey("settings", Settings)
 DB = web.AppKey("db", Database)
@@ -20,6 +21,7 @@ STORE = web.AppKey("store", AttachmentStore)
 INTAKE = web.AppKey("intake", Intake)
 TOKEN_CACHE = web.AppKey("token_cache", TokenCache)
 RATE_LIMITER = web.AppKey("rate_limiter", RateLimiter)
+SEARCH = web.AppKey("search", SearchService)
 
 # request-scoped
 SESSION = web.RequestKey("session", AsyncSession)

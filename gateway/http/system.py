@@ -5,9 +5,15 @@ from __future__ import annotations
 from aiohttp import web
 from sqlalchemy import text
 
+import logging
+
+from core.db import driver_of
 from gateway.http.keys import DB, METRICS
 from gateway.http.openapi import OPENAPI_KEY
 from gateway.http.routing import RouteTable
+from search.postgres import queue_lag
+
+log = logging.getLogger(__name__)
 
 routes = RouteTable("system")
 
@@ -53,6 +59,12 @@ async def readyz(request: web.Request) -> web.Response:
 
 @routes.get("/metrics", summary="Prometheus metrics", auth=False, content_type="text/plain")
 async def metrics(request: web.Request) -> web.Response:
+    registry = request.app[METRICS]
+    try:  # read where it is true for every indexer at once: the shared queue
+        async with request.app[DB].read_only() as session, driver_of(session) as connection:
+            registry.search_lag.set(await queue_lag(connection))
+    except Exception:  # no database, no lag figure: the rest of the metrics still answer
+        log.debug("search lag not measured", exc_info=True)
     return web.Response(body=request.app[METRICS].render(), content_type="text/plain", charset="utf-8")
 
 

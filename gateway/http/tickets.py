@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from collections import defaultdict
+from enum import Enum
 from typing import Literal
 
 from aiohttp import web
@@ -28,8 +29,12 @@ from core.tickets.schemas import (
 from core.tickets.service import ticket_service
 from core.tickets.views import ticket_page, ticket_view
 from gateway.http.errors import ApiError, not_found
-from gateway.http.keys import SESSION, STORE
+from gateway.http.keys import AGENT, SEARCH, SESSION, STORE
 from gateway.http.routing import RouteTable, parse_query
+from gateway.http.search import search_errors
+from search.backend import BadCursor
+from search.query import QueryError
+from search.resolve import PRIORITY_RANK, Filter
 
 routes = RouteTable("tickets")
 
@@ -50,6 +55,9 @@ class Page(BaseModel):
 
 
 class TicketQuery(Page):
+    q: str | None = Field(
+        default=None, description="search words and qualifiers, as GET /api/v1/search (ranked by relevance)"
+    )
     sort: Literal["created_at", "-created_at", "updated_at", "-updated_at"] = "-created_at"
     tags: str | None = Field(default=None, description="comma-separated; tickets having all of them")
     status: TicketStatus | None = None
@@ -66,8 +74,10 @@ class TicketQuery(Page):
 )
 async def list_tickets(request: web.Request) -> web.Response:
     query = parse_query(request, TicketQuery)
-    filters = query.model_dump(exclude={"limit", "cursor", "sort", "tags"}, exclude_none=True)
+    filters = query.model_dump(exclude={"limit", "cursor", "sort", "tags", "q"}, exclude_none=True)
     tags = [t.strip().lower() for t in (query.tags or "").split(",") if t.strip()]
+    if query.q is not None:
+        return await _searched_tickets(request, query, filters, tags)
     tickets, next_cursor = await ticket_page(
         request[SESSION], limit=clamp_limit(query.limit), cursor=query.decoded_cursor(),
         filters=filters, tags=tags, sort=query.sort,
@@ -77,6 +87,28 @@ async def list_tickets(request: web.Request) -> web.Response:
         next_cursor=next_cursor.encode() if next_cursor else None,
     )
     return web.json_response(text=body.model_dump_json())
+
+
+async def _searched_tickets(
+    request: web.Request, query: TicketQuery, filters: dict[str, object], tags: list[str]
+) -> web.Response:
+    """`q` given: the search engine answers, the list's other filters narrowing it."""
+    extra = [
+        Filter(name, (PRIORITY_RANK[value.value] if name == "priority" else value.value
+                      if isinstance(value, Enum) else value,))
+        for name, value in filters.items()
+    ]
+    if tags:
+        extra += [Filter("tags", (tag,)) for tag in tags]  # all of them, as the list means it
+    try:
+        found = await request.app[SEARCH].tickets(
+            request[SESSION], query.q or "", viewer_id=request[AGENT].id, limit=clamp_limit(query.limit),
+            cursor=query.cursor, filters=tuple(extra),
+        )
+    except (QueryError, BadCursor, TimeoutError) as exc:
+        raise search_errors(exc) from None
+    tickets = [TicketOut.model_validate(r.model_dump(include=set(TicketOut.model_fields))) for r in found.results]
+    return web.json_response(text=TicketList(tickets=tickets, next_cursor=found.next_cursor).model_dump_json())
 
 
 async def ticket_or_404(request: web.Request):  # type: ignore[no-untyped-def]
