@@ -33,7 +33,7 @@ from search.backend import (
 )
 from search.query import PRIORITY_ORDER, normalize
 from search.resolve import DATE_FIELDS, FIELDS, DateFilter, Filter, Resolved
-from search.typos import within_one_edit
+from search.typos import deletions_and_swaps, within_one_edit
 
 CONFIG = "helpdesk"
 MAX_BODY = 100_000  # characters of description and comments kept per ticket (head and tail)
@@ -98,6 +98,8 @@ WHERE s.ticket_id = ANY($1::uuid[]) AND length(u.lexeme) BETWEEN 4 AND 40
 ORDER BY 1
 ON CONFLICT DO NOTHING
 """
+# substitutions and insertions keep most trigrams (pg_trgm finds them); a deletion or two
+# swapped letters near the start may not, so those variants are spelled out and looked up
 _NEIGHBOURS = """
 SELECT q.word AS typed, t.word
 FROM unnest($1::text[]) AS q(word)
@@ -105,7 +107,11 @@ CROSS JOIN LATERAL (
     SELECT word FROM search_terms WHERE word % q.word
     ORDER BY similarity(word, q.word) DESC, word LIMIT 24
 ) t
+UNION ALL
+SELECT v.typed, s.word FROM unnest($2::text[], $3::text[]) AS v(typed, variant)
+JOIN search_terms s ON s.word = v.variant
 """
+_SUBJECT_OPTIONS = f'StartSel="{MARK_START}", StopSel="{MARK_END}", HighlightAll=true'
 _HEADLINE_OPTIONS = (
     f'StartSel="{MARK_START}", StopSel="{MARK_END}", MaxWords=30, MinWords=12, ShortWord=2, '
     'MaxFragments=2, FragmentDelimiter=" … "'
@@ -163,8 +169,8 @@ class PostgresSearch:
         hide = "'<>&', E'\\uE000\\uE001\\uE002'"
         headline = (
             f"CASE WHEN s.title @@ q.q THEN ts_headline('{CONFIG}', translate(s.subject, {hide}), q.q,"
-            f" {sql.bind(_HEADLINE_OPTIONS, '::text')}) ELSE ts_headline('{CONFIG}',"
-            f" translate(left(s.body, {HEADLINE_SOURCE}), {hide}), q.q, ${len(sql.params)}::text) END"
+            f" {sql.bind(_SUBJECT_OPTIONS, '::text')}) ELSE ts_headline('{CONFIG}',"
+            f" translate(left(s.body, {HEADLINE_SOURCE}), {hide}), q.q, {sql.bind(_HEADLINE_OPTIONS, '::text')}) END"
             if ranked else "s.subject"
         )
         limit_param = sql.bind(limit + 1, "::int")
@@ -237,8 +243,12 @@ async def _typo_variants(connection: asyncpg.Connection, query: Resolved) -> dic
     })
     if not words:
         return {}
+    spelled = [(word, variant) for word in words for variant in deletions_and_swaps(word)]
     variants: dict[str, list[str]] = {}
-    for row in await connection.fetch(_NEIGHBOURS, words, timeout=SEARCH_TIMEOUT):
+    rows = await connection.fetch(
+        _NEIGHBOURS, words, [w for w, _ in spelled], [v for _, v in spelled], timeout=SEARCH_TIMEOUT
+    )
+    for row in rows:
         typed, word = row["typed"], row["word"]
         found = variants.setdefault(typed, [])
         if word != typed and len(found) < TYPO_VARIANTS and within_one_edit(typed, word):

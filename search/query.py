@@ -102,6 +102,7 @@ class _Builder:
     text: list[Text] = field(default_factory=list)
     values: dict[tuple[str, bool], list[str | None]] = field(default_factory=dict)
     ranges: list[Range] = field(default_factory=list)
+    comparisons: list[Match] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     count: int = 0
 
@@ -124,6 +125,7 @@ class _Builder:
         if text and not text[-1].phrase and not text[-1].negated:
             text[-1] = Text(text[-1].text, prefix=True)
         matches = tuple(Match(name, tuple(values), negated) for (name, negated), values in self.values.items())
+        matches += tuple(self.comparisons)
         return Query(tuple(text), matches, tuple(self.ranges), tuple(self.warnings))
 
 
@@ -203,8 +205,10 @@ def _add_qualifier(builder: _Builder, name: str, op: str, value: str, negated: b
         _add_date(builder, name, op, value, negated)
     elif op != ":" and name not in ORDERED:
         raise QueryError(f"{name} can only be compared with ':' (not '{op}')")
-    elif name in ENUMS:
+    elif name in ENUMS and op == ":":
         builder.add_values(name, negated, _enum_values(name, op, value))
+    elif name in ENUMS:  # a comparison narrows: `priority>=high priority<urgent` is high alone
+        builder.comparisons.append(Match(name, tuple(_enum_values(name, op, value)), negated))
     else:
         values = [v.strip() for v in value.split(",") if v.strip()]
         if name == "tags":

@@ -100,7 +100,7 @@ class SearchService:
         where = []
         for word in words:
             params.append("%" + re.sub(r"([\\%_])", r"\\\1", word) + "%")
-            where.append(f"{_CUSTOMER_TEXT} LIKE ${len(params)}")
+            where.append(f"{_CUSTOMER_TEXT} LIKE ${len(params)}::text")
         after = ""
         if cursor is not None:
             try:
@@ -112,13 +112,16 @@ class SearchService:
         params.append(limit + 1)
         statement = (
             f"SELECT * FROM (SELECT {_CUSTOMER_COLUMNS}, similarity({_CUSTOMER_TEXT}, $1)::float8 AS score"
-            f" FROM customers WHERE {' AND '.join(where)}) c WHERE true{after}"
+            f" FROM customers WHERE {' AND '.join(where)}) c WHERE $1::text IS NOT NULL{after}"
             f" ORDER BY score DESC, id DESC LIMIT ${len(params)}"
         )
-        count_statement = f"SELECT count(*) FROM (SELECT 1 FROM customers WHERE {' AND '.join(where)} LIMIT 10001) c"
+        count_statement = (
+            f"SELECT count(*) FROM (SELECT 1 FROM customers WHERE $1::text IS NOT NULL"
+            f" AND {' AND '.join(where)} LIMIT 10001) c"
+        )
         async with driver_of(session) as connection:
             rows = await connection.fetch(statement, *params, timeout=10)
-            count = await connection.fetchval(count_statement, *params[1:1 + len(words)], timeout=10)
+            count = await connection.fetchval(count_statement, *params[:1 + len(words)], timeout=10)
         next_cursor = None
         if len(rows) > limit:
             rows = rows[:limit]

@@ -20,3 +20,11 @@ def within_one_edit(a: str, b: str) -> bool:
     while i < len(a) and a[i] == b[i]:
         i += 1
     return a[i:] == b[i + 1:]
+
+
+def deletions_and_swaps(word: str) -> set[str]:
+    """The words one deleted letter or one swap of neighbours away."""
+    out = {word[:i] + word[i + 1:] for i in range(len(word))}
+    out |= {word[:i] + word[i + 1] + word[i] + word[i + 2:] for i in range(len(word) - 1)}
+    out.discard(word)
+    return out
