@@ -76,6 +76,9 @@ class Settings(BaseSettings):
     kafka_bootstrap: str | None = None
     meili_url: str | None = None
     meili_key: str | None = None
+    meili_index_prefix: str = "helpdesk_"  # several desks (or test runs) may share one server
+    # how deep cursor paging reaches through one Meilisearch query (PostgreSQL search: no limit)
+    meili_max_total_hits: int = Field(default=100_000, ge=1000)
     smtp_relay: str | None = None
 
     # outgoing mail (outbound/): relay options, retries, limits

@@ -47,6 +47,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     commands.add_parser("migrate", help="upgrade the database schema to the newest version")
 
+    reindex = commands.add_parser(
+        "reindex", help="rebuild the search index from the database (searches go on meanwhile)"
+    )
+    reindex.add_argument(
+        "--backend", choices=["postgres", "meilisearch"],
+        help="which index to rebuild (default: Meilisearch when HELPDESK_MEILI_URL is set, else PostgreSQL)",
+    )
+
     mbox = commands.add_parser("import-mbox", help="feed every message of an mbox through ingest")
     mbox.add_argument("path", type=Path)
 
@@ -143,6 +151,17 @@ async def migrate(settings: Settings) -> None:
         print("database is at the newest schema")
 
 
+async def reindex_command(settings: Settings, backend: str | None) -> None:
+    from search.reindex import reindex
+
+    async with database(settings) as db:
+        try:
+            report = await reindex(db, settings, backend=backend)
+        except ValueError as exc:
+            raise CliError(str(exc)) from None
+    print(report)
+
+
 async def token_create(settings: Settings, args: argparse.Namespace) -> None:
     from core.agents.service import agent_service
 
@@ -217,6 +236,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             asyncio.run(serve(settings))
         elif args.command == "migrate":
             asyncio.run(migrate(settings))
+        elif args.command == "reindex":
+            asyncio.run(reindex_command(settings, args.backend))
         elif args.command == "import-mbox":
             asyncio.run(import_mbox_command(settings, args.path))
         elif args.command == "token":

@@ -31,40 +31,20 @@ from search.backend import (
     encode_cursor,
     marked_to_html,
 )
+from search.documents import DOCUMENT_SOURCE, PRIORITY_ARRAY
 from search.query import PRIORITY_ORDER, normalize
 from search.resolve import DATE_FIELDS, FIELDS, DateFilter, Filter, Resolved
 from search.typos import deletions_and_swaps, within_one_edit
 
 CONFIG = "helpdesk"
-MAX_BODY = 100_000  # characters of description and comments kept per ticket (head and tail)
 HEADLINE_SOURCE = 20_000  # characters a snippet is looked for in
 TYPO_MIN_LENGTH = 5
 TYPO_VARIANTS = 6
 SEARCH_TIMEOUT = 10.0  # seconds: a query broader than this is refused, not left running
 REBUILD_CHUNK = 2_000
 
-_PRIORITIES = "ARRAY[" + ", ".join(f"'{p.value}'" for p in PRIORITY_ORDER) + "]"
-
 # the document of each live ticket in $1; `{table}` is ticket_search or a table being rebuilt
-_DOCUMENTS = f"""
-WITH live AS (
-    SELECT t.id, t.number, t.subject, t.description, t.status, t.priority, t.type, t.channel,
-           t.group_id, t.assignee_id, t.requester_id, t.organization_id, t.tags, t.created_at,
-           t.updated_at, t.solved_at, c.name AS requester_name, c.email AS requester_email,
-           translate(concat_ws(E'\\n\\n', t.description, (
-               SELECT string_agg(tc.body, E'\\n\\n' ORDER BY tc.created_at, tc.id)
-               FROM ticket_comments tc
-               WHERE tc.ticket_id = t.id AND tc.body <> t.description
-           )), E'\\x02\\x03\\uE000\\uE001\\uE002', '') AS full_body
-    FROM tickets t JOIN customers c ON c.id = t.requester_id
-    WHERE t.id = ANY($1::uuid[]) AND t.deleted_at IS NULL
-), bounded AS (
-    SELECT *, CASE WHEN length(full_body) > {MAX_BODY}
-                   THEN left(full_body, {MAX_BODY * 6 // 10}) || E'\\n…\\n' || right(full_body, {MAX_BODY * 4 // 10})
-                   ELSE full_body END AS body
-    FROM live
-)
-INSERT INTO {{table}} AS s (ticket_id, title, document, subject, body, number, status, priority, type,
+_DOCUMENTS = DOCUMENT_SOURCE + f"""INSERT INTO {{table}} AS s (ticket_id, title, document, subject, body, number, status, priority, type,
     channel, group_id, assignee_id, requester_id, organization_id, tags, created_at, updated_at,
     solved_at, indexed_at)
 SELECT id, to_tsvector('{CONFIG}', subject),
@@ -72,7 +52,7 @@ SELECT id, to_tsvector('{CONFIG}', subject),
        || setweight(to_tsvector('{CONFIG}', body), 'B')
        || setweight(to_tsvector('{CONFIG}', concat_ws(' ', requester_name, requester_email,
                     translate(requester_email, '@.', '  '), array_to_string(tags, ' '))), 'C'),
-       translate(subject, E'\\x02\\x03\\uE000\\uE001\\uE002', ''), body, number, status::text, array_position({_PRIORITIES}, priority::text) - 1,
+       translate(subject, E'\\x02\\x03\\uE000\\uE001\\uE002', ''), body, number, status::text, array_position({PRIORITY_ARRAY}, priority::text) - 1,
        type::text, channel::text, group_id, assignee_id, requester_id, organization_id, tags,
        created_at, updated_at, solved_at, clock_timestamp()
 FROM bounded
@@ -362,15 +342,20 @@ async def rebuild_aside(db: Database, progress: Progress) -> int:
         await connection.close()
 
 
+async def requeue_indexed_since(connection: asyncpg.Connection, started: datetime) -> None:
+    """Tickets the indexer wrote into the served table after the build's snapshot: again."""
+    await connection.execute(
+        "INSERT INTO search_queue (ticket_id, queued_at, event_at)"
+        " SELECT ticket_id, clock_timestamp(), indexed_at FROM ticket_search WHERE indexed_at >= $1"
+        " ON CONFLICT (ticket_id) DO UPDATE SET queued_at = EXCLUDED.queued_at",
+        started,
+    )
+
+
 async def _swap(connection: asyncpg.Connection, started: datetime) -> None:
     async with connection.transaction():
         await connection.execute("LOCK TABLE ticket_search IN ACCESS EXCLUSIVE MODE")
-        await connection.execute(
-            "INSERT INTO search_queue (ticket_id, queued_at, event_at)"
-            " SELECT ticket_id, clock_timestamp(), indexed_at FROM ticket_search WHERE indexed_at >= $1"
-            " ON CONFLICT (ticket_id) DO UPDATE SET queued_at = EXCLUDED.queued_at",
-            started,
-        )
+        await requeue_indexed_since(connection, started)
         await connection.execute("DROP TABLE ticket_search")
         await connection.execute("ALTER TABLE ticket_search_rebuild RENAME TO ticket_search")
         for old, new in (

@@ -55,6 +55,7 @@ POLICY: dict[tuple[str, str], set[str]] = {
     ("POST", "/api/v1/inbound"): STAFF,
     ("POST", "/api/v1/inbound/{inbound}/reprocess"): STAFF,
     ("GET", "/api/v1/deliveries"): STAFF,
+    ("GET", "/api/v1/search"): ALL,
 }
 
 
