@@ -24,6 +24,13 @@ class TicketSearch(Base):
     __table_args__ = (
         Index("ix_ticket_search_document", "document", postgresql_using="gin"),
         Index("ix_ticket_search_updated_at", "updated_at", "ticket_id"),
+        # qualifiers alone walk these (newest first, or the few rows of one person)
+        Index("ix_ticket_search_status_updated_at", "status", "updated_at"),
+        Index("ix_ticket_search_requester_id", "requester_id"),
+        Index("ix_ticket_search_assignee_id", "assignee_id"),
+        Index("ix_ticket_search_group_id", "group_id"),
+        Index("ix_ticket_search_organization_id", "organization_id"),
+        Index("ix_ticket_search_tags", "tags", postgresql_using="gin"),
     )
 
     ticket_id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
@@ -53,10 +60,6 @@ class SearchTerm(Base):
     """Every word of four letters or more in the documents: where a typo finds its word."""
 
     __tablename__ = "search_terms"
-    __table_args__ = (
-        Index("ix_search_terms_trgm", "word", postgresql_using="gin",
-              postgresql_ops={"word": "gin_trgm_ops"}),
-    )
 
     word: Mapped[str] = mapped_column(Text, primary_key=True)
 

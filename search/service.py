@@ -13,7 +13,6 @@ from core.config import Settings
 from core.customers.schemas import CustomerOut
 from core.db import driver_of
 from core.metrics import Metrics
-from core.tickets.schemas import TicketOut
 from core.tickets.views import VIEW_COLUMNS
 from search.backend import (
     MARK_END,
@@ -28,7 +27,7 @@ from search.backend import (
 )
 from search.postgres import PostgresSearch
 from search.query import QueryError, normalize, parse
-from search.resolve import Filter, Resolved, resolve
+from search.resolve import Filter, resolve
 from search.schemas import CustomerResult, SearchResults, TicketResult
 
 _TICKETS = (

@@ -1,6 +1,12 @@
-"""One typo: a letter missing, extra, wrong, or two neighbours swapped (Damerau)."""
+"""One typo: a letter missing, extra, wrong, or two neighbours swapped (Damerau distance 1)."""
 
 from __future__ import annotations
+
+import string
+
+LATIN = string.ascii_lowercase
+CYRILLIC = "абвгдеёжзийклмнопрстуфхцчшщъыьэюяієїґ"
+GREEK = "αβγδεζηθικλμνξοπρστυφχψω"
 
 
 def within_one_edit(a: str, b: str) -> bool:
@@ -22,9 +28,23 @@ def within_one_edit(a: str, b: str) -> bool:
     return a[i:] == b[i + 1:]
 
 
-def deletions_and_swaps(word: str) -> set[str]:
-    """The words one deleted letter or one swap of neighbours away."""
-    out = {word[:i] + word[i + 1:] for i in range(len(word))}
-    out |= {word[:i] + word[i + 1] + word[i] + word[i + 2:] for i in range(len(word) - 1)}
+def alphabet(word: str) -> str:
+    """The letters a typo may bring: Latin, plus the word's own script and letters."""
+    letters = set(LATIN) | set(word)
+    if any(ch in CYRILLIC for ch in word):
+        letters |= set(CYRILLIC)
+    if any(ch in GREEK for ch in word):
+        letters |= set(GREEK)
+    return "".join(sorted(letters))
+
+
+def one_typo_away(word: str) -> set[str]:
+    """Every word at Damerau distance exactly 1 (deleted, swapped, replaced or inserted letter)."""
+    letters = alphabet(word)
+    splits = [(word[:i], word[i:]) for i in range(len(word) + 1)]
+    out = {a + b[1:] for a, b in splits if b}
+    out |= {a + b[1] + b[0] + b[2:] for a, b in splits if len(b) > 1}
+    out |= {a + c + b[1:] for a, b in splits if b for c in letters}
+    out |= {a + c + b for a, b in splits for c in letters}
     out.discard(word)
     return out

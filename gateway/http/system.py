@@ -11,7 +11,7 @@ from core.db import driver_of
 from gateway.http.keys import DB, METRICS
 from gateway.http.openapi import OPENAPI_KEY
 from gateway.http.routing import RouteTable
-from search.postgres import queue_lag
+from search.pg_documents import queue_lag
 
 log = logging.getLogger(__name__)
 
