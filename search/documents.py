@@ -13,19 +13,20 @@ from search.query import PRIORITY_ORDER
 MAX_BODY = 100_000
 PRIORITY_ARRAY = "ARRAY[" + ", ".join(f"'{p.value}'" for p in PRIORITY_ORDER) + "]"
 
-# a CTE `bounded` of the live tickets among $1::uuid[], with `body` and the requester
-DOCUMENT_SOURCE = f"""
+# a CTE `bounded` of the live tickets `{{where}}` picks (over `t`), with `body` and the requester;
+# set-based (comments grouped by ticket, not one subquery each): a rebuild reads ranges of tickets
+SOURCE_TEMPLATE = f"""
 WITH live AS (
-    SELECT t.id, t.number, t.subject, t.description, t.status, t.priority, t.type, t.channel,
+    SELECT t.id, t.number, t.subject, t.status, t.priority, t.type, t.channel,
            t.group_id, t.assignee_id, t.requester_id, t.organization_id, t.tags, t.created_at,
            t.updated_at, t.solved_at, c.name AS requester_name, c.email AS requester_email,
-           translate(concat_ws(E'\\n\\n', t.description, (
-               SELECT string_agg(tc.body, E'\\n\\n' ORDER BY tc.created_at, tc.id)
-               FROM ticket_comments tc
-               WHERE tc.ticket_id = t.id AND tc.body <> t.description
-           )), E'\\x02\\x03\\uE000\\uE001\\uE002', '') AS full_body
+           translate(concat_ws(E'\\n\\n', t.description,
+               string_agg(tc.body, E'\\n\\n' ORDER BY tc.created_at, tc.id) FILTER (WHERE tc.body <> t.description)
+           ), E'\\x02\\x03\\uE000\\uE001\\uE002', '') AS full_body
     FROM tickets t JOIN customers c ON c.id = t.requester_id
-    WHERE t.id = ANY($1::uuid[]) AND t.deleted_at IS NULL
+    LEFT JOIN ticket_comments tc ON tc.ticket_id = t.id AND {{comments}}
+    WHERE {{where}} AND t.deleted_at IS NULL
+    GROUP BY t.id, c.id
 ), bounded AS (
     SELECT *, CASE WHEN length(full_body) > {MAX_BODY}
                    THEN left(full_body, {MAX_BODY * 6 // 10}) || E'\\n…\\n' || right(full_body, {MAX_BODY * 4 // 10})
@@ -33,6 +34,15 @@ WITH live AS (
     FROM live
 )
 """
+BY_IDS = {"where": "t.id = ANY($1::uuid[])", "comments": "tc.ticket_id = ANY($1::uuid[])"}
+BY_RANGE = {"where": "t.id BETWEEN $1::uuid AND $2::uuid", "comments": "tc.ticket_id BETWEEN $1::uuid AND $2::uuid"}
+
+
+def document_source(picked: dict[str, str]) -> str:
+    return SOURCE_TEMPLATE.replace("{where}", picked["where"]).replace("{comments}", picked["comments"])
+
+
+DOCUMENT_SOURCE = document_source(BY_IDS)
 
 SELECT_DOCUMENTS = DOCUMENT_SOURCE + f"""
 SELECT id, number, translate(subject, E'\\x02\\x03\\uE000\\uE001\\uE002', '') AS subject, body,

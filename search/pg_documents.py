@@ -15,13 +15,14 @@ import asyncpg
 
 from core.db import Database, asyncpg_dsn
 from search.backend import Progress
-from search.documents import DOCUMENT_SOURCE, PRIORITY_ARRAY
+from search.documents import BY_IDS, BY_RANGE, PRIORITY_ARRAY, document_source
 
 CONFIG = "helpdesk"
-REBUILD_CHUNK = 2_000
+REBUILD_CHUNK = 5_000
 
 # the document of each live ticket in $1; `{table}` is ticket_search or a table being rebuilt
-_DOCUMENTS = DOCUMENT_SOURCE + f"""INSERT INTO {{table}} AS s (ticket_id, title, document, subject, body, number, status, priority, type,
+_WRITE = f"""
+INSERT INTO {{table}} AS s (ticket_id, title, document, subject, body, number, status, priority, type,
     channel, group_id, assignee_id, requester_id, organization_id, tags, created_at, updated_at,
     solved_at, indexed_at)
 SELECT id, title,
@@ -42,6 +43,8 @@ ON CONFLICT (ticket_id) DO UPDATE SET
     tags = EXCLUDED.tags, created_at = EXCLUDED.created_at, updated_at = EXCLUDED.updated_at,
     solved_at = EXCLUDED.solved_at, indexed_at = EXCLUDED.indexed_at
 """
+_BY_IDS = document_source(BY_IDS) + _WRITE
+_BY_RANGE = document_source(BY_RANGE) + _WRITE
 _GONE = """
 DELETE FROM {table} WHERE ticket_id = ANY($1::uuid[])
   AND ticket_id NOT IN (SELECT id FROM tickets WHERE id = ANY($1::uuid[]) AND deleted_at IS NULL)
@@ -58,7 +61,7 @@ ON CONFLICT DO NOTHING
 async def write_documents(connection: asyncpg.Connection, table: str, ticket_ids: list[uuid.UUID]) -> None:
     if not ticket_ids:
         return
-    await connection.execute(_DOCUMENTS.format(table=table), ticket_ids)
+    await connection.execute(_BY_IDS.format(table=table), ticket_ids)
     await connection.execute(_GONE.format(table=table), ticket_ids)
     await connection.execute(_VOCABULARY.format(table=table), ticket_ids)
 
@@ -99,7 +102,9 @@ async def rebuild_aside(db: Database, progress: Progress, *, workers: int | None
             " INCLUDING CONSTRAINTS INCLUDING STORAGE INCLUDING COMPRESSION)"
         )
         await connection.execute("ALTER TABLE ticket_search_rebuild ADD PRIMARY KEY (ticket_id)")
-        chunks = [ids[i:i + REBUILD_CHUNK] for i in range(0, len(ids), REBUILD_CHUNK)]
+        # ranges of ids: each chunk reads its tickets and their comments by index range
+        chunks = [(ids[i], ids[min(i + REBUILD_CHUNK, len(ids)) - 1], min(REBUILD_CHUNK, len(ids) - i))
+                  for i in range(0, len(ids), REBUILD_CHUNK)]
         done = 0
         progress(0, len(ids))
 
@@ -107,19 +112,29 @@ async def rebuild_aside(db: Database, progress: Progress, *, workers: int | None
             nonlocal done
             writer = await asyncpg.connect(dsn)
             try:
+                await writer.execute("SET work_mem = '64MB'")
                 while chunks:
-                    chunk = chunks.pop()
-                    await writer.execute(_DOCUMENTS.format(table="ticket_search_rebuild"), chunk)
-                    done += len(chunk)
+                    low, high, size = chunks.pop()
+                    await writer.execute(_BY_RANGE.format(table="ticket_search_rebuild"), low, high)
+                    done += size
                     progress(done, len(ids))
             finally:
                 await writer.close()
 
         await asyncio.gather(*(work() for _ in range(workers or max(2, os.cpu_count() or 2))))
-        await write_vocabulary(connection, "ticket_search_rebuild")
-        names = await _copy_indexes(connection)
+        # the vocabulary and the indexes, side by side (each is one core's work)
+        await connection.execute("SET maintenance_work_mem = '256MB'")
+        names, _ = await asyncio.gather(_copy_indexes(connection), _vocabulary_apart(dsn))
         await _swap(connection, started, names)
         return done
+    finally:
+        await connection.close()
+
+
+async def _vocabulary_apart(dsn: str) -> None:
+    connection = await asyncpg.connect(dsn)
+    try:
+        await write_vocabulary(connection, "ticket_search_rebuild")
     finally:
         await connection.close()
 
