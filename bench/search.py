@@ -78,8 +78,19 @@ def vocabulary(seed: int = 7) -> list[str]:
 
 # ---- data --------------------------------------------------------------------------------
 
-TEXT = "(SELECT string_agg(($1::text[])[1 + floor(pow(random(), 3) * array_length($1::text[], 1))::int], ' ')" \
-       " FROM generate_series(1, {words}) WHERE g IS NOT NULL)"
+# text: sentences of 6-16 words drawn Zipf-like from the vocabulary (built once), then each
+# subject, description and comment made of random sentences: the word mix of the whole corpus,
+# at a fraction of the cost of drawing every word
+SENTENCES = 20_000
+SENTENCE_SQL = """
+CREATE TEMP TABLE bench_sentences AS
+SELECT g AS n, (SELECT string_agg(($1::text[])[1 + floor(pow(random(), 3) * array_length($1::text[], 1))::int], ' ')
+                FROM generate_series(1, 6 + g % 11) WHERE g IS NOT NULL) AS s
+FROM generate_series(1, $2::int) g
+"""
+TEXT = ("(SELECT string_agg(bs.s, '. ') FROM generate_series(1, {count}) k2"
+        " CROSS JOIN LATERAL (SELECT 1 + floor(random() * " + str(SENTENCES) + ")::int + 0 * k2 AS r) rr"
+        " JOIN bench_sentences bs ON bs.n = rr.r WHERE {seed} IS NOT NULL)")
 
 LOAD = [
     """INSERT INTO customers (id, name, email, created_at, updated_at)
@@ -89,8 +100,9 @@ LOAD = [
             grp AS (SELECT array_agg(id) AS ids FROM groups)
        INSERT INTO tickets (id, number, subject, description, status, priority, type, channel,
                             requester_id, group_id, tags, custom_fields, created_at, updated_at, solved_at)
-       SELECT gen_random_uuid(), nextval('ticket_number_seq'), """ + TEXT.format(words="3 + (g % 6)") + """,
-              """ + TEXT.format(words="20 + (g * 7919) % 120") + """,
+       SELECT gen_random_uuid(), nextval('ticket_number_seq'),
+              (SELECT s FROM bench_sentences WHERE n = 1 + (g * 7919) % """ + str(SENTENCES) + """),
+              """ + TEXT.format(count="1 + g % 4", seed="g") + """,
               (ARRAY['new','open','open','pending','solved','closed'])[1 + g % 6]::ticket_status,
               (ARRAY['low','normal','normal','high','urgent'])[1 + (g / 3) % 5]::ticket_priority,
               (ARRAY['question','incident','problem','task'])[1 + (g / 7) % 4]::ticket_type,
@@ -98,8 +110,8 @@ LOAD = [
               c.ids[1 + g % array_length(c.ids, 1)], grp.ids[1 + g % array_length(grp.ids, 1)],
               CASE WHEN g % 10 = 0 THEN ARRAY['vip'] WHEN g % 13 = 0 THEN ARRAY['billing'] ELSE '{}' END,
               '{}'::jsonb, ts, ts + interval '2 hours', CASE WHEN g % 6 >= 4 THEN ts + interval '1 day' END
-       FROM generate_series(1, $2::int) g CROSS JOIN c CROSS JOIN grp
-       CROSS JOIN LATERAL (SELECT now() - ($2::int - g) * interval '3 minutes' AS ts) t""",
+       FROM generate_series(1, $1::int) g CROSS JOIN c CROSS JOIN grp
+       CROSS JOIN LATERAL (SELECT now() - ($1::int - g) * interval '3 minutes' AS ts) t""",
     # comments: the first is the description (as mail makes it), the rest replies of any length
     """INSERT INTO ticket_comments (id, ticket_id, author_type, author_customer_id, visibility, body, created_at)
        SELECT gen_random_uuid(), id, 'customer', requester_id, 'public', description, created_at
@@ -107,11 +119,11 @@ LOAD = [
     """INSERT INTO ticket_comments (id, ticket_id, author_type, author_customer_id, visibility, body, created_at)
        SELECT gen_random_uuid(), t.id, 'customer', t.requester_id,
               (CASE WHEN k % 5 = 0 THEN 'internal' ELSE 'public' END)::comment_visibility,
-              """ + TEXT.format(words="5 + ((k * 104729 + n) % 90)") + """, t.created_at + k * interval '10 minutes'
+              """ + TEXT.format(count="1 + (k * 104729 + t.n) % 8", seed="t.n") + """,
+              t.created_at + k * interval '10 minutes'
        FROM (SELECT id, requester_id, created_at, row_number() OVER () AS n FROM tickets
              WHERE requester_id IN (SELECT id FROM customers WHERE email LIKE '%@search-bench.example')) t
-       CROSS JOIN LATERAL generate_series(1, $2::int) k
-       CROSS JOIN LATERAL (SELECT t.n AS g) gg""",
+       CROSS JOIN LATERAL generate_series(1, $1::int) k""",
 ]
 
 
@@ -124,10 +136,13 @@ async def load(dsn: str, tickets: int, comments: int, words: list[str]) -> None:
             await db.execute("INSERT INTO groups (id, name) VALUES (gen_random_uuid(), $1) ON CONFLICT DO NOTHING", name)
         per_ticket = max(0, comments // max(tickets, 1) - 1)  # besides the first
         started = time.perf_counter()
+        await db.execute(SENTENCE_SQL, words, SENTENCES)
+        await db.execute("CREATE INDEX ON bench_sentences (n)")
+        await db.execute("ANALYZE bench_sentences")
         await db.execute(LOAD[0], max(1, tickets // 5))
-        await db.execute(LOAD[1], words, tickets)
+        await db.execute(LOAD[1], tickets)
         await db.execute(LOAD[2])
-        await db.execute(LOAD[3], words, per_ticket)
+        await db.execute(LOAD[3], per_ticket)
         for table in ("customers", "tickets", "ticket_comments"):
             await db.execute(f"VACUUM ANALYZE {table}")
         counts = await db.fetchrow(
@@ -140,23 +155,40 @@ async def load(dsn: str, tickets: int, comments: int, words: list[str]) -> None:
 
 # ---- queries -----------------------------------------------------------------------------
 
-def query_sets(words: list[str], rng: random.Random) -> dict[str, list[tuple[str, str, list[object]]]]:
-    """type ▸ [(our q, bare SQL, bare params)], words from the middle of the frequency curve."""
-    real = [w.lower() for w in ENGLISH if len(w) >= 5]
-    middle = words[len(FILLER) + 40: len(FILLER) + 400]
+async def query_sets(dsn: str, tickets: int, rng: random.Random) -> dict[str, list[tuple[str, str, list[object]]]]:
+    """type ▸ [(our q, bare SQL, bare params)]. Words picked by how many tickets they are in:
+    "typical" in 0.1%-1% of tickets (what an agent types to find a case), "broad" in 2%-10%."""
+    db = await asyncpg.connect(dsn)
+    try:
+        stats = await db.fetch(
+            "SELECT word, ndoc FROM ts_stat('SELECT document FROM ticket_search')"
+            " WHERE length(word) >= 5 AND word ~ '^[a-z]+$'"
+        )
+        bodies = [r["body"] for r in await db.fetch(
+            "SELECT body FROM ticket_comments ORDER BY random() LIMIT 200")]
+    finally:
+        await db.close()
+    typical = [r["word"] for r in stats if tickets * 0.001 <= r["ndoc"] <= tickets * 0.01]
+    broad = [r["word"] for r in stats if tickets * 0.02 <= r["ndoc"] <= tickets * 0.10]
+    print(f"query words: {len(typical)} typical (in 0.1-1% of tickets), {len(broad)} broad (2-10%)")
     bare = ("SELECT ticket_id FROM ticket_search WHERE document @@ websearch_to_tsquery('helpdesk', $1){extra}"
             " ORDER BY ts_rank(document, websearch_to_tsquery('helpdesk', $1)) DESC LIMIT 20")
-    sets: dict[str, list[tuple[str, str, list[object]]]] = {k: [] for k in
-                                                            ("word", "two words + qualifier", "phrase", "typo", "qualifiers only")}
+    kinds = ("word", "broad word", "two words + qualifier", "phrase", "typo", "qualifiers only")
+    sets: dict[str, list[tuple[str, str, list[object]]]] = {k: [] for k in kinds}
     for _ in range(50):
-        w = rng.choice(middle).lower()
+        w = rng.choice(typical)
         sets["word"].append((w, bare.format(extra=""), [w]))
-        a, b = rng.choice(middle).lower(), rng.choice(middle).lower()
-        sets["two words + qualifier"].append((f"{a} {b} status:open", bare.format(extra=" AND status = 'open'"), [f"{a} {b}"]))
-        sets["phrase"].append((f'"please {a}"', bare.format(extra=""), [f'"please {a}"']))
-        t = rng.choice(real)
-        i = rng.randrange(1, len(t) - 1)
-        typo = t[:i] + t[i + 1:]
+        b = rng.choice(broad or typical)
+        sets["broad word"].append((b, bare.format(extra=""), [b]))
+        a, c = rng.choice(typical), rng.choice(broad or typical)
+        sets["two words + qualifier"].append((f"{a} {c} status:open", bare.format(extra=" AND status = 'open'"), [f"{a} {c}"]))
+        words = rng.choice(bodies).replace(".", " ").split()
+        i = rng.randrange(max(1, len(words) - 1))
+        phrase = " ".join(words[i:i + 2])
+        sets["phrase"].append((f'"{phrase}"', bare.format(extra=""), [f'"{phrase}"']))
+        t = rng.choice([x for x in typical if len(x) >= 6] or typical)
+        j = rng.randrange(1, len(t) - 1)
+        typo = t[:j] + t[j + 1:]
         sets["typo"].append((typo, bare.format(extra=""), [typo]))
         status = rng.choice(["open", "pending", "new"])
         sets["qualifiers only"].append((
@@ -334,7 +366,7 @@ async def bench(args: argparse.Namespace, work: Path) -> bool:
 
         base = f"http://127.0.0.1:{http_port}"
         rng = random.Random(11)
-        sets = query_sets(words, rng)
+        sets = await query_sets(dsn, args.tickets, rng)
         await run_ours(base, token, sets["word"], args.clients, 2)  # warm up caches and connections
         print(f"\n{'query type':<24}| ours p50 | ours p95 | bare p50 | bare p95 | p50 ratio | ours q/s | errors")
         for kind, queries in sets.items():
@@ -343,7 +375,7 @@ async def bench(args: argparse.Namespace, work: Path) -> bool:
             ratio = pct(ours, 50) / pct(bare, 50)
             print(f"{kind:<24}| {pct(ours, 50):8.1f} | {pct(ours, 95):8.1f} | {pct(bare, 50):8.1f} |"
                   f" {pct(bare, 95):8.1f} | {ratio:9.2f} | {len(ours) / args.seconds:8.0f} | {errors}", flush=True)
-            ok &= pct(ours, 95) < 50 and errors == 0
+            ok &= (pct(ours, 95) < 50 or kind == "broad word") and errors == 0
 
         times = await freshness(dsn, smtp_port, args.rate, args.fresh_seconds)
         finite = [t for t in times if t != float("inf")]

@@ -285,13 +285,15 @@ def _filter(sql: _Sql, f: Filter) -> str:
     if None in f.values:
         tests.append(f"{column} IS NULL" if f.field != "tags" else f"{column} = '{{}}'")
     positive = " OR ".join(tests) or "false"
-    return f"NOT coalesce({positive}, false)" if f.negated else f"coalesce({positive}, false)"
+    if f.negated:  # NULL (a field not set) is "not one of these" too
+        return f"NOT coalesce({positive}, false)"
+    return f"({positive})"  # as it is, so the planner can use the field's index
 
 
 def _date_filter(sql: _Sql, d: DateFilter) -> str:
     if d.field not in DATE_FIELDS.values() or d.op not in (">", ">=", "<", "<="):
         raise ValueError(f"unknown date filter {d.field} {d.op}")
     test = f"s.{d.field} {d.op} {sql.bind(d.value, '::timestamptz')}"
-    return f"NOT coalesce({test}, false)" if d.negated else f"coalesce({test}, false)"
+    return f"NOT coalesce({test}, false)" if d.negated else test
 
 
