@@ -32,7 +32,7 @@ from gateway.http.errors import ApiError, not_found
 from gateway.http.keys import AGENT, SEARCH, SESSION, STORE
 from gateway.http.routing import RouteTable, parse_query
 from gateway.http.search import search_errors
-from search.backend import BadCursor
+from search.backend import BadCursor as BadSearchCursor
 from search.query import QueryError
 from search.resolve import PRIORITY_RANK, Filter
 
@@ -105,7 +105,7 @@ async def _searched_tickets(
             request[SESSION], query.q or "", viewer_id=request[AGENT].id, limit=clamp_limit(query.limit),
             cursor=query.cursor, filters=tuple(extra),
         )
-    except (QueryError, BadCursor, TimeoutError) as exc:
+    except (QueryError, BadSearchCursor, TimeoutError) as exc:
         raise search_errors(exc) from None
     tickets = [TicketOut.model_validate(r.model_dump(include=set(TicketOut.model_fields))) for r in found.results]
     return web.json_response(text=TicketList(tickets=tickets, next_cursor=found.next_cursor).model_dump_json())

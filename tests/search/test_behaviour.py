@@ -319,3 +319,12 @@ async def test_ticket_list_takes_q_with_its_own_filters(searching: Running) -> N
         assert "score" not in body["tickets"][0]
         bad = await client.get("/api/v1/tickets", params={"q": "status:exploded"})
         assert bad.status == 422 and "q" in (await bad.json())["error"]["fields"]
+
+
+async def test_a_cursor_of_no_one_is_a_422_on_every_list(searching: Running) -> None:
+    async with searching.http() as client:
+        for url in ("/api/v1/tickets", "/api/v1/groups", "/api/v1/triggers"):
+            for cursor in ("", "a", "not-base64!"):
+                response = await client.get(url, params={"cursor": cursor})
+                assert response.status == 422, (url, cursor, response.status)
+                assert "cursor" in (await response.json())["error"]["fields"]
