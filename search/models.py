@@ -25,7 +25,9 @@ class TicketSearch(Base):
         Index("ix_ticket_search_document", "document", postgresql_using="gin"),
         Index("ix_ticket_search_updated_at", "updated_at", "ticket_id"),
         # qualifiers alone walk these (newest first, or the few rows of one person)
-        Index("ix_ticket_search_status_updated_at", "status", "updated_at"),
+        # covering: qualifiers on status are counted and faceted from the index alone
+        Index("ix_ticket_search_status_updated_at", "status", "updated_at",
+              postgresql_include=["priority", "channel", "group_id"]),
         Index("ix_ticket_search_requester_id", "requester_id"),
         Index("ix_ticket_search_assignee_id", "assignee_id"),
         Index("ix_ticket_search_group_id", "group_id"),

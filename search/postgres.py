@@ -43,8 +43,9 @@ TYPO_MIN_LENGTH = 5
 TYPO_VARIANTS = 6
 SEARCH_TIMEOUT = 10.0  # seconds: a query broader than this is refused, not left running
 
-# every word one typo away from the typed ones, spelled out, looked up by primary key: a few
-# hundred index probes (a trigram index finds them too, but common trigrams make it slow)
+# the typed words the index knows, and every word one typo away from the others, spelled out
+# and looked up by primary key: a few hundred index probes (a trigram index finds them too,
+# but common trigrams make it slow)
 _NEIGHBOURS = """
 SELECT v.typed, v.variant AS word FROM unnest($1::text[], $2::text[]) AS v(typed, variant)
 WHERE v.variant IN (SELECT word FROM search_terms WHERE word = ANY($2::text[]))
@@ -228,20 +229,23 @@ def _after(sql: _Sql, cursor: str, fingerprint: str, *, scored: bool) -> str:
 
 
 async def _typo_variants(connection: asyncpg.Connection, query: Resolved) -> dict[str, list[str]]:
-    """word ▸ the indexed words one typo away (for words of five letters or more)."""
-    spelled = [
-        (word, variant)
-        for word in sorted({normalize(t.text) for t in query.text
-                            if not t.phrase and len(t.text) >= TYPO_MIN_LENGTH and t.text.isalpha()})
-        for variant in one_typo_away(word)
-    ]
+    """word ▸ the indexed words one typo away, for words of five letters or more that the index
+    does not hold as typed: a word found as typed is taken as meant (a typo that spells another
+    word is not guessed at), which keeps common words from matching all their neighbours."""
+    typed = sorted({normalize(t.text) for t in query.text
+                    if not t.phrase and len(t.text) >= TYPO_MIN_LENGTH and t.text.isalpha()})
+    spelled = [(word, word) for word in typed]
+    spelled += [(word, variant) for word in typed for variant in one_typo_away(word)]
     if not spelled:
         return {}
     rows = await connection.fetch(
         _NEIGHBOURS, [w for w, _ in spelled], [v for _, v in spelled], timeout=SEARCH_TIMEOUT
     )
+    known = {row["typed"] for row in rows if row["typed"] == row["word"]}
     variants: dict[str, list[str]] = {}
     for row in rows:
+        if row["typed"] in known:
+            continue
         found = variants.setdefault(row["typed"], [])
         if len(found) < TYPO_VARIANTS:
             found.append(row["word"])

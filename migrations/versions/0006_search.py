@@ -66,7 +66,8 @@ def upgrade() -> None:
     op.create_index('ix_ticket_search_document', 'ticket_search', ['document'], unique=False,
                     postgresql_using='gin')
     op.create_index('ix_ticket_search_updated_at', 'ticket_search', ['updated_at', 'ticket_id'], unique=False)
-    op.create_index('ix_ticket_search_status_updated_at', 'ticket_search', ['status', 'updated_at'], unique=False)
+    op.create_index('ix_ticket_search_status_updated_at', 'ticket_search', ['status', 'updated_at'], unique=False,
+                    postgresql_include=['priority', 'channel', 'group_id'])
     for column in ('requester_id', 'assignee_id', 'group_id', 'organization_id'):
         op.create_index(f'ix_ticket_search_{column}', 'ticket_search', [column], unique=False)
     op.create_index('ix_ticket_search_tags', 'ticket_search', ['tags'], unique=False, postgresql_using='gin')
