@@ -38,7 +38,7 @@ def extract_reply(text: str, html: str | None = None) -> str:
     try:
         if _from_html(text, html):
             lines, _ = quote_html(html or "")
-            reply = new_text("\n".join(lines))
+            reply = new_text("\n".join(lines), from_html=True)
         else:
             reply = new_text(text.replace("\r\n", "\n"))
     except Exception:  # a bug in a rule must not stop ingest: keep the whole text
@@ -60,7 +60,7 @@ def extract_reply_html(text: str, html: str | None) -> str | None:
         if not _from_html(text, html):
             return None
         lines, offsets = quote_html(html)
-        kept = kept_lines("\n".join(lines))
+        kept = kept_lines("\n".join(lines), from_html=True)
         if kept is None:
             return None
         texts, keep = kept

@@ -36,15 +36,15 @@ class Start:
     keep_head: str | None = None  # the sender's text before an attribution on the same line
 
 
-def new_text(text: str) -> str | None:
+def new_text(text: str, *, from_html: bool = False) -> str | None:
     """The sender's new words in `text` (lines joined with "\\n"); None when all of it stays."""
-    kept = kept_lines(text)
+    kept = kept_lines(text, from_html=from_html)
     return None if kept is None else _join(*kept)
 
 
-def kept_lines(text: str) -> tuple[list[str], list[int]] | None:
+def kept_lines(text: str, *, from_html: bool = False) -> tuple[list[str], list[int]] | None:
     """The lines of `text` (one perhaps shortened) and the numbers of those kept; None when
-    all of it stays."""
+    all of it stays. `from_html`: the `>` lines are the HTML's quote containers, never chance."""
     lines = text.split("\n")
     heads = [line.strip()[:MAX_LINE] for line in lines]
     kinds = ["e" if not h else "q" if _quoted(h) else "t" for h in heads]
@@ -60,8 +60,8 @@ def kept_lines(text: str) -> tuple[list[str], list[int]] | None:
             kinds[n] = "a"
         if s.keep_head is not None:
             texts[s.first], kinds[s.first] = s.keep_head, "t"
-    _wrapped_quote_lines(kinds, end)
-    if not any(s.kind == "attribution" for s in starts) and kinds[:end].count("q") < 3:
+    _wrapped_quote_lines(heads, kinds, end)
+    if not from_html and not starts and kinds[:end].count("q") < 3 and not _quoted_header(heads, kinds, end):
         _unquote_markers(kinds, end)  # few_markers
     keep = _decide(heads, kinds, end)
     if keep is None or not any(kinds[n] == "t" for n in keep):
@@ -148,9 +148,14 @@ def _attribution(heads: list[str], kinds: list[str], n: int) -> Start | None:
     """attribution: "On <date>, <name> wrote:" (Gmail, Apple Mail, Thunderbird, K-9, Outlook for
     Mac) and its translations, over up to five lines (a long name and address wrap), with or
     without a verb (Japanese and Russian Gmail: "<date> <name> <address>:")."""
+    if not vocab.LEADS.match(_DASHES.sub("", heads[n])):
+        shared = _shared_line(heads, kinds, n)
+        if shared is not None:
+            return shared
     if not _could_start(heads[n]):
-        return _shared_line(heads, kinds, n)
+        return None
     parts: list[str] = []
+    weak: Start | None = None
     m = n
     blanks = 0
     while m < len(heads) and m <= n + 5 and len(parts) < 5:
@@ -161,15 +166,19 @@ def _attribution(heads: list[str], kinds: list[str], n: int) -> Start | None:
                 break
             m += 1
             continue
-        if len(h) > 200 or (parts and kinds[m] == "t" and _sentence(h)):
-            break
+        if len(h) > 200 or (kinds[m] == "q" and len(h) > 20) or (
+            parts and kinds[m] == "t" and (_sentence(h) or vocab.LEADS.match(_DASHES.sub("", h)))
+        ):
+            break  # a wrapped header line is short, a quoted one only its "> wrote:"; a new start
         parts.append(h.lstrip("> ") if parts else h)
         blanks = 0
         start = _attribution_kind(" ".join(parts), quote_follows=_quote_follows(kinds, m))
-        if start:
+        if start and start[1] == "on_date_wrote":
             return Start(start[0], n, m, start[1])
+        if start and weak is None:
+            weak = Start(start[0], n, m, start[1])  # unless a verb ends it on a later line
         m += 1
-    return _shared_line(heads, kinds, n)
+    return weak
 
 
 def _could_start(head: str) -> bool:
@@ -225,21 +234,34 @@ def _quote_follows(kinds: list[str], m: int) -> bool:
 # --- quote markers that are not quotes ------------------------------------------------------
 
 
-def _wrapped_quote_lines(kinds: list[str], end: int) -> None:
+def _wrapped_quote_lines(heads: list[str], kinds: list[str], end: int) -> None:
     """wrapped_quote_line: one or two unquoted lines squeezed between `>` lines with no blank
-    line around them are a quoted line that wrapped (a long link); an answer has blank lines."""
+    line around them, after a long quoted line or holding a link, are a quoted line that
+    wrapped (a client re-wrapping at 72-78 columns); a short answer between short quoted
+    lines is an inline answer."""
     n = 0
     while n < end:
         if kinds[n] == "t" and n > 0 and kinds[n - 1] == "q":
             m = n
             while m < end and kinds[m] == "t":
                 m += 1
-            if m < end and kinds[m] == "q" and m - n <= 2:
+            if m < end and kinds[m] == "q" and m - n <= 2 and _looks_wrapped(heads[n - 1], heads[n:m]):
                 for k in range(n, m):
                     kinds[k] = "q"
             n = m
         else:
             n += 1
+
+
+def _looks_wrapped(above: str, squeezed: list[str]) -> bool:
+    return len(above) >= 60 or any("://" in h or "mailto:" in h for h in [above, *squeezed])
+
+
+def _quoted_header(heads: list[str], kinds: list[str], end: int) -> bool:
+    """A quoted attribution ("> On … wrote:", Apple Mail) makes its `>` lines a quote."""
+    return any(
+        kinds[n] == "q" and _attribution_kind(heads[n].lstrip("> "), quote_follows=True) for n in range(end)
+    )
 
 
 def _unquote_markers(kinds: list[str], end: int) -> None:

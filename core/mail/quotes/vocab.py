@@ -85,7 +85,7 @@ FORWARDED = re.compile(r"^[>\s]*[-_=*~ ]*\s*(?:%s)\s*[-_=*~ ]*[:：]?\s*$" % _na
 # "Den … skrev Bob <b@x>:", "Op … schreef Bob <b@x>:").
 _WROTE = [
     "wrote", "writes", "schrieb", "a écrit", "escribió", "escreveu", "ha scritto", "scrisse",
-    "schreef", "heeft het volgende geschreven", "skrev", "kirjoitti", "napisał\\(a\\)", "napisał",
+    "schreef", "het volgende geschreven", "heeft geschreven", "skrev", "kirjoitti", "napisał\\(a\\)", "napisał",
     "napisała", "pisze", "nadesłał", "написал\\(а\\)", "написал", "написала", "пишет", "написав",
     "написала", "пише", "写道", "寫道", "napsal\\(a\\)", "napsal", "yazdı", "írta", "作成",
 ]
