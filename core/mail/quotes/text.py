@@ -317,13 +317,14 @@ def _without_signature(heads: list[str], numbers: list[int]) -> list[int]:
     """A run of new text less its signature: from a "-- " line (RFC 3676 §4.3) or a long rule
     of underscores with a short footer (Mailman lists, Outlook) to the end of the run, then
     device and app lines at its end ("Sent from my iPhone", "Get Outlook for Android", …)."""
+    filled_after = sum(1 for x in numbers if heads[x])
     for p, x in enumerate(numbers):
         h = heads[x]
-        rest = [y for y in numbers[p + 1:] if heads[y]]
-        if vocab.SIGNATURE.match(h) and len(rest) <= 15:  # dash_dash_signature
+        filled_after -= bool(h)
+        if vocab.SIGNATURE.match(h) and filled_after <= 15:  # dash_dash_signature
             numbers = numbers[:p]
             break
-        if vocab.RULE.match(h) and len(rest) <= 8:  # list_footer
+        if vocab.RULE.match(h) and filled_after <= 8:  # list_footer
             numbers = numbers[:p]
             break
     while True:  # device_boilerplate
