@@ -1,8 +1,9 @@
 """HTML rules: the quote containers of HTML mail become `>` lines, so one set of text rules
 decides for HTML-only replies too (and `body` agrees with the trimmed `html_body`).
 
-- quote_container: `<blockquote>` (Apple Mail `type="cite"`, Thunderbird, Gmail), Gmail's
-  `gmail_quote`, Yahoo's `yahoo_quoted`, Thunderbird's `moz-cite-prefix` attribution,
+- quote_container: `<blockquote>` (Apple Mail `type="cite"`, Thunderbird, Gmail: its `gmail_quote`
+  div also holds inline answers, so only the blockquote counts),
+  Yahoo's `yahoo_quoted`, Thunderbird's `moz-cite-prefix` attribution,
   ProtonMail's `protonmail_quote`, Zoho's `zmail_extra`: their text is prefixed with `>`.
 - history_container: where Outlook starts the history without quoting it: `divRplyFwdMsg`
   (Outlook on the web, new Outlook), `OLK_SRC_BODY_SECTION` (Outlook for Mac),
@@ -26,7 +27,7 @@ _BLOCK = {
 }
 _SKIP = {"script", "style", "head", "title"}
 _VOID = {"br", "hr", "img", "meta", "link", "input", "wbr", "col", "area", "base", "source"}
-_QUOTE_CLASSES = ("gmail_quote", "yahoo_quoted", "moz-cite-prefix", "protonmail_quote", "zmail_extra")
+_QUOTE_CLASSES = ("yahoo_quoted", "moz-cite-prefix", "protonmail_quote", "zmail_extra")
 _HISTORY_IDS = ("divrplyfwdmsg", "olk_src_body_section", "mail-editor-reference-message-container")
 _OUTLOOK_BORDER = re.compile(r"border-top\s*:\s*(?:solid|[\d.]+\w*\s+solid)[^;]*;.*padding", re.IGNORECASE | re.DOTALL)
 

@@ -285,6 +285,9 @@ def _decide(heads: list[str], kinds: list[str], end: int) -> list[int] | None:
         i for i, (kind, _) in enumerate(runs)
         if kind == "q" and any(k == "t" and nums and any(heads[x] for x in nums) for k, nums in runs[i + 1: i + 2])
     ]
+    last = answered[-1] if answered else 0
+    if len(answered) >= 2 and last + 2 >= len(runs) and _sign_off(heads, runs[last][1]) and _sign_off(heads, runs[last + 1][1]):
+        answered.pop()  # sign_off: "Thanks,\nBob" under a quoted "> Regards,\n> Support" answers nothing
     inline = len(answered) >= 2  # inline_answers: quotes the sender answers between stay
     keep: list[int] = []
     for i, (kind, numbers) in enumerate(runs):
@@ -296,6 +299,15 @@ def _decide(heads: list[str], kinds: list[str], end: int) -> list[int] | None:
     if len(keep) == sum(1 for x in range(len(heads)) if heads[x]):
         return None
     return keep
+
+
+def _sign_off(heads: list[str], numbers: list[int]) -> bool:
+    """Two or three short lines ending with a name (a few words, no final punctuation)."""
+    filled = [heads[x].lstrip("> ") for x in numbers if heads[x].lstrip("> ")]
+    return (
+        2 <= len(filled) <= 3 and all(len(h) <= 40 and not h.endswith("?") for h in filled)
+        and len(filled[-1].split()) <= 3 and filled[-1][-1:].isalnum()
+    )
 
 
 def _runs(kinds: list[str], end: int) -> list[tuple[str, list[int]]]:

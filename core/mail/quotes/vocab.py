@@ -125,7 +125,7 @@ _DEVICE = [
     r"(?:Verzonden|Verstuurd) (?:vanaf|van|met) .{1,50}", r"Outlook voor (?:iOS|Android) downloaden",
     r"Sendt fra (?:min|mit|Outlook|Yahoo|Mail)\b.{0,50}", r"Hent Outlook til .{1,30}",
     r"Få Outlook för .{1,30}", r"Skickat från (?:min|Outlook|Yahoo|Mail)\b.{0,50}",
-    r"Hent Outlook for .{1,30}", r"Lähetetty (?:iPhonesta|iPadista|Androidista|.{1,40}(?:laitteesta|puhelimesta|sovelluksesta))\b.{0,20}",
+    r"Hent Outlook for .{1,30}", r"Outlook für (?:iOS|Android) herunterladen", r"Lähetetty (?:iPhonesta|iPadista|Androidista|.{1,40}(?:laitteesta|puhelimesta|sovelluksesta))\b.{0,20}",
     r"Hanki Outlook .{1,30}", r"Wysłano z (?:mojego|aplikacji|iPhone|iPada|telefonu|Outlook|Yahoo)\b.{0,50}",
     r"Wysłane z (?:mojego|aplikacji|iPhone|telefonu|Outlook)\b.{0,50}", r"Pobierz Outlook dla .{1,30}",
     r"Отправлено (?:с|из) .{1,50}", r"Получите Outlook для .{1,30}",

@@ -35,18 +35,18 @@ def _norm(s: str) -> str:
 
 def _inputs(case: dict[str, Any]) -> tuple[str, str | None]:
     """What the ingest pipeline hands extract_reply: the text/plain part (or the rendering of
-    the HTML when there is none) and the sanitized HTML."""
+    the sanitized HTML when there is none) and the HTML as sent (core.mail.parse's html_source)."""
     path = FIXTURES / case["input"]
     if case["format"] == "eml":
         msg = email.message_from_bytes(path.read_bytes(), policy=email.policy.default)
         plain = msg.get_body(preferencelist=("plain",))
         rich = msg.get_body(preferencelist=("html",))
-        html = sanitize_html(rich.get_content()) if rich is not None else None
-        text = plain.get_content() if plain is not None else html_to_text(html or "")
-        return text.replace("\r\n", "\n").strip("\n"), html
+        source = rich.get_content() if rich is not None else None
+        text = plain.get_content() if plain is not None else html_to_text(sanitize_html(source or ""))
+        return text.replace("\r\n", "\n").strip("\n"), source
     if case["format"] == "html":
-        html = sanitize_html(path.read_text(encoding="utf-8"))
-        return html_to_text(html), html
+        source = path.read_text(encoding="utf-8")
+        return html_to_text(sanitize_html(source)), source
     return path.read_text(encoding="utf-8"), None
 
 
