@@ -99,17 +99,31 @@ def _start_at(heads: list[str], kinds: list[str], n: int) -> Start | None:
     head = heads[n]
     if head == HISTORY_MARK:  # html_container: Outlook's divRplyFwdMsg / top-border block
         return Start("history", n, n, "html_container")
+    if vocab.DEVICE.match(head) and n > 0 and not heads[n - 1] and _text_follows(heads, n):
+        # device_then_history: phone clients put "Sent from my …" between the new text and
+        # the original they append, often without any header
+        return Start("history", n, n, "device_then_history")
     if vocab.FORWARDED.match(head):
         return Start("forward", n, n, "forwarded_message")
     if vocab.ORIGINAL_MESSAGE.match(head):
         return Start("history", _rule_above(heads, n), n, "original_message")
     if _header_block(heads, n):
         return Start("history", _rule_above(heads, n), n, "header_block")
-    return _attribution(heads, kinds, n)
+    start = _attribution(heads, kinds, n)
+    if start is not None and start.kind == "history":
+        return Start("history", _rule_above(heads, n), start.last, start.rule)
+    return start
+
+
+def _text_follows(heads: list[str], n: int) -> bool:
+    return any(heads[m] for m in range(n + 1, min(len(heads), n + 50)))
 
 
 def _rule_above(heads: list[str], n: int) -> int:
-    """A drawn rule (Outlook's line of underscores, dashes) just above a header goes with it."""
+    """A drawn rule (Outlook's line of underscores, dashes) just above a header goes with it, and
+    so do the fields a webmail writes above its sender ("Message du : <date>")."""
+    while n > 0 and heads[n - 1] and vocab.LEADING_FIELD.match(heads[n - 1]):
+        n -= 1
     above = n - 1
     while above >= 0 and not heads[above]:
         above -= 1
@@ -201,12 +215,16 @@ def _attribution_kind(joined: str, quote_follows: bool) -> tuple[str, str] | Non
     if verb and context and (re.search(r"\d", core) or vocab.ADDRESS.search(core)):
         # on_date_wrote: strong enough to end the new text even without `>` lines after it
         return ("attribution" if quote_follows else "history", "on_date_wrote")
+    if vocab.ENDS_WITH_COLON.search(core) and vocab.SENDER.search(core) and vocab.DATE_OR_TIME.search(core):
+        # date_sender_colon: "<date>, Name <addr>:" (Japanese and Russian Gmail, Yandex, mail.ru,
+        # Crisp): a date and a sender in brackets end the new text, quoted or not
+        return ("attribution" if quote_follows else "history", "date_sender_colon")
     if not quote_follows:
         return None
     if verb and len(core) <= 100:
         return ("attribution", "name_wrote")  # "---- John Smith wrote ----" (Android)
     if vocab.ENDS_WITH_COLON.search(core) and context and (vocab.ADDRESS.search(core) or vocab.DATE_OR_TIME.search(core)):
-        return ("attribution", "date_sender_colon")  # Japanese, Russian, Yandex, mail.ru
+        return ("attribution", "date_sender_colon")
     if vocab.ADDRESS.search(core) and vocab.DATE_OR_TIME.search(core) and len(core) <= 150:
         return ("attribution", "date_sender")  # "2011/4/7 Name <addr>" (older Gmail)
     return None

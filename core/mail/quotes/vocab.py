@@ -30,7 +30,8 @@ _OTHER = [
     "Asunto", "Assunto", "Oggetto", "Aan", "Onderwerp", "Til", "Emne", "Kopi", "Till", "Ämne",
     "Kopia", "Vastaanottaja", "Kopio", "Aihe", "Do", "DW", "Temat", "Кому", "Копия", "Тема",
     "Копія", "收件人", "抄送", "主题", "收件者", "副本", "主旨", "宛先", "件名", "Kime", "Konu",
-    "Címzett", "Tárgy", "Komu", "Předmět", "받는 사람", "제목", "참조", "Organization",
+    "Címzett", "Tárgy", "Komu", "Předmět", "받는 사람", "제목", "참조", "Organization", "Sujet",
+    "Copie à", "Enviado el", "Envoyé le",
 ]
 
 
@@ -106,12 +107,16 @@ LEADS = re.compile(
 ADDRESS = re.compile(r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+|mailto:", re.IGNORECASE)
 DATE_OR_TIME = re.compile(r"\d{1,2}:\d{2}|\d{4}|\d{1,2}[./-]\d{1,2}[./-]\d{2,4}|\d{4}年")
 ENDS_WITH_COLON = re.compile(r"[:：]\s*$")
+# a sender as clients write it in an attribution: "Name <addr>", "(addr)", "from addr"
+SENDER = re.compile(r"<[^<>\s]+@[^<>\s]+>|\([^()\s]+@[^()\s]+\)|\bfrom\s+\S+@\S+", re.IGNORECASE)
+# "Message du : 12/12/2016 13:20" above a French webmail's "De :" (Orange, SFR, Free)
+LEADING_FIELD = re.compile(r"^\w[\w'’ ]{0,24}\s?:\s*\S.{0,60}\d{1,2}:\d{2}")
 
 # ---- device and app boilerplate as the last lines of the new text ------------------------------
 _DEVICE = [
     # iOS/Android stock mail, Outlook mobile, Yahoo, AOL, Samsung, BlackBerry, Airmail, Spark,
     # ProtonMail, Windows Mail, web.de/GMX apps
-    r"Sent from my\b.{0,60}", r"Sent from (?:Yahoo|AOL|Mail|Outlook|ProtonMail|Proton Mail|Gmail|"
+    r"Sent from my\b.{0,60}", r"Sent from (?-i:[A-Z])[\w.-]*(?: (?-i:[A-Z0-9])[\w.-]*){0,3}", r"Sent from (?:Yahoo|AOL|Mail|Outlook|ProtonMail|Proton Mail|Gmail|"
     r"Samsung|BlackBerry|Spark|Xiaomi|Huawei|my mobile|mobile)\b.{0,60}",
     r"Sent (?:with|via|using) (?:Airmail|Spark|ProtonMail|Proton Mail|BlackBerry|Samsung|the Samsung|Blue Mail|BlueMail|Newton|Edison|Polymail)\b.{0,60}",
     r"Sent on the go\b.{0,40}", r"Sent from a mobile device\b.{0,40}",
