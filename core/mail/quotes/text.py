@@ -197,7 +197,7 @@ def _attribution(heads: list[str], kinds: list[str], n: int) -> Start | None:
 
 def _could_start(head: str) -> bool:
     return bool(vocab.LEADS.match(_DASHES.sub("", head)) or vocab.DATE_OR_TIME.search(head)
-                or vocab.ADDRESS.search(head) or vocab.WROTE_END.search(head))
+                or vocab.ADDRESS.search(head) or vocab.WROTE_END.search(head) or vocab.WROTE_END_CJK.search(head))
 
 
 def _sentence(head: str) -> bool:
@@ -211,7 +211,7 @@ def _attribution_kind(joined: str, quote_follows: bool) -> tuple[str, str] | Non
     if len(core) > 400:
         return None
     context = bool(vocab.LEADS.match(core) or vocab.ADDRESS.search(core) or vocab.DATE_OR_TIME.search(core))
-    verb = bool(vocab.WROTE_END.search(core) or vocab.WROTE_INSIDE.search(core))
+    verb = bool(vocab.WROTE_END.search(core) or vocab.WROTE_INSIDE.search(core) or vocab.WROTE_END_CJK.search(core))
     if verb and context and (re.search(r"\d", core) or vocab.ADDRESS.search(core)):
         # on_date_wrote: strong enough to end the new text even without `>` lines after it
         return ("attribution" if quote_follows else "history", "on_date_wrote")

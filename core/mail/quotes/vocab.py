@@ -93,6 +93,10 @@ _WROTE = [
 _WROTE_ALT = "|".join(sorted(_WROTE, key=len, reverse=True))
 # "wrote" ends the attribution, perhaps with its colon, a ")" or dashes ("---- Bob wrote ----")
 WROTE_END = re.compile(r"(?:^|[\s,>)\]])(?:%s)\s*[-:：]*\s*$" % _WROTE_ALT, re.IGNORECASE)
+# Chinese, Japanese and Korean clients write the verb against the date or address, with no
+# space: "…上午10:00写道：", "…<yamada@example.jp>のメール:", "…<b@x>님이 작성:"
+_CJK_WROTE = ["写道", "寫道", "のメッセージ", "のメール", "が書きました", "님이 작성", "님이 작성하였습니다"]
+WROTE_END_CJK = re.compile(r"(?:%s)\s*[:：]?\s*$" % "|".join(_CJK_WROTE))
 # the verb inside, then a sender, then the colon: "… schrieb Bob Smith <bob@example.com>:"
 WROTE_INSIDE = re.compile(r"(?:^|[\s,])(?:%s)\s+\S.{0,200}[:：]\s*$" % _WROTE_ALT, re.IGNORECASE)
 # how attributions start: "On", "Am", "Le", "El", "Em", "Op", "Il", "W dniu", "Dnia", "Den", "På",
@@ -123,6 +127,9 @@ _DEVICE = [
     r"Get (?:Outlook|BlueMail|Newton) for (?:iOS|Android|Windows)\b.{0,40}",
     r"Von meinem .{1,40} gesendet\.?", r"Gesendet (?:von|mit|vom|über) .{1,60}",
     r"Envoyé (?:de|depuis|avec|à partir de) (?:mon|ma|l'application|Yahoo|Outlook|Mail)\b.{0,50}",
+    r"Ottieni Outlook per .{1,30}", r"Baixar o Outlook para .{1,30}", r"Skaff deg Outlook for .{1,30}",
+    r"Hämta Outlook för .{1,30}", r"Pobierz .{0,20}Outlook.{0,40}", r"(?:Получите|Получить|Скачайте|Скачать) Outlook для .{1,30}",
+    r"(?:Отримайте|Отримати|Завантажити) Outlook для .{1,30}", r"获取适用于.{1,20}的 ?Outlook", r".{0,20}Outlook ?を入手",
     r"Obtenir Outlook pour .{1,30}", r"Télécharger Outlook pour .{1,30}",
     r"Enviado (?:desde|do|de|con|com|a partir do) (?:mi|meu|o meu|Yahoo|Outlook|Correo|Mail|iPhone|iPad)\b.{0,50}",
     r"Obtener Outlook para .{1,30}", r"Obter o Outlook para .{1,30}", r"Baixe o Outlook para .{1,30}",

@@ -11,7 +11,7 @@ import pytest
 
 import core.mail.reply as reply_module
 from core.mail.html import html_to_text, sanitize_html
-from core.mail.reply import extract_reply
+from core.mail.reply import extract_reply, extract_reply_html
 
 FIXTURES = Path(__file__).resolve().parents[2] / "fixtures" / "replies"
 
@@ -239,3 +239,30 @@ def test_long_lines_stay_fast() -> None:
     started = time.monotonic()
     assert extract_reply(text) == text
     assert time.monotonic() - started < 5
+
+
+def _html_only_cases() -> list[Any]:
+    cases = json.loads((FIXTURES / "cases.json").read_text(encoding="utf-8"))["cases"]
+    return [pytest.param(c, id=c["id"]) for c in cases if c["format"] == "html" and c["id"] not in KNOWN_MISSES]
+
+
+@pytest.mark.parametrize("case", _html_only_cases())
+def test_html_body_agrees_with_body(case: dict[str, Any]) -> None:
+    """For an HTML-only reply the HTML is cut where its text is: both show the same new words
+    (None: the stored HTML stays whole, e.g. inline answers or nothing quoted)."""
+    text, html = _inputs(case)
+    cut = extract_reply_html(text, html)
+    if cut is not None:
+        assert _norm(html_to_text(cut)) == _norm(extract_reply(text, html)) == _norm(case["expected"])
+        assert cut == sanitize_html(cut)  # stored as sanitized as the whole HTML would be
+
+
+def test_html_body_is_cut_for_top_posted_replies() -> None:
+    html = (
+        '<div dir="ltr">Works now, <b>thanks</b>.</div><div class="gmail_quote"><div class="gmail_attr">'
+        "On Tue, Mar 3, 2020 at 10:00 AM Bob &lt;bob@example.com&gt; wrote:</div>"
+        '<blockquote class="gmail_quote">Is the printer fixed?</blockquote></div>'
+    )
+    cut = extract_reply_html(html_to_text(sanitize_html(html)), html)
+    assert cut is not None and "<b>thanks</b>" in cut and "printer" not in cut
+    assert extract_reply_html("Plain part.\n\nOn Tue, Bob wrote:\n> old", html) is None  # a text part decides
