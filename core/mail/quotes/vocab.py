@@ -145,7 +145,8 @@ _DEVICE = [
     r"发自我的.{1,30}", r"从我的.{1,30}发送", r"發自我的.{1,30}", r"从.{1,20}发送",
     r"获取 ?Outlook for .{1,30}", r".{1,20}から送信", r"Outlook for .{1,20}を入手",
 ]
-DEVICE = re.compile(r"^(?:%s)\s*(?:<[^>]{0,200}>|\[[^\]]{0,200}\]|\([^)]{0,200}\))?\s*$" % "|".join(_DEVICE), re.IGNORECASE)
+# one short line, never a sentence going on after a comma ("Sent from my desk, is much easier…")
+DEVICE = re.compile(r"^(?!.*,\s)(?=.{0,100}$)(?:%s)\s*(?:<[^>]{0,200}>|\[[^\]]{0,200}\]|\([^)]{0,200}\))?\s*$" % "|".join(_DEVICE), re.IGNORECASE)
 
 # ---- separators ----------------------------------------------------------------------------------
 # RFC 3676 §4.3 signature delimiter "-- " (its space often lost on the way: "--" too)
