@@ -15,7 +15,7 @@ from core.mail.reply import extract_reply, extract_reply_html
 
 FIXTURES = Path(__file__).resolve().parents[2] / "fixtures" / "replies"
 
-# Fixtures that mail-parser-reply (with our layer) gets wrong today. Strict: a fix turns the
+# Fixtures that extract_reply gets wrong today, each with its reason. Strict: a fix turns the
 # case into an XPASS, which fails until it is taken off this list.
 KNOWN_MISSES = {
     "talon/inline/link_closed_with_quotation_marker_on_new_line": (
