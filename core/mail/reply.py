@@ -50,15 +50,14 @@ def extract_reply(text: str, html: str | None = None) -> str:
 
 
 def extract_reply_html(text: str, html: str | None) -> str | None:
-    """The HTML of the new text, sanitized, when the reply is an HTML-only mail whose new text
-    is the top of it (top-posting: Gmail, Outlook, Apple Mail, Yahoo): the markup cut where the
-    first dropped line starts. None when the stored HTML should stay as it is (nothing dropped,
-    a plain-text part decided, or inline answers that cannot be cut at one place)."""
+    """The HTML of the new text, sanitized, cut where the first dropped line starts, when the
+    new text is the top of the HTML (top-posting: Gmail, Outlook, Apple Mail, Yahoo) and the
+    cut HTML says what extract_reply says (for mail with a text part too: both parts agree).
+    None when the stored HTML should stay as it is (nothing dropped, inline answers, which
+    cannot be cut at one place, or parts that disagree)."""
     if not html:
         return None
     try:
-        if not _from_html(text, html):
-            return None
         lines, offsets = quote_html(html)
         kept = kept_lines("\n".join(lines), from_html=True)
         if kept is None:
@@ -67,11 +66,13 @@ def extract_reply_html(text: str, html: str | None) -> str | None:
         kept_set = set(keep)
         if any(texts[n] != lines[n] for n in keep):
             return None
-        dropped = [n for n in range(len(lines)) if lines[n] and n not in kept_set]
-        first_dropped = min(dropped, default=len(lines))
+        first_dropped = next((n for n in range(len(lines)) if lines[n] and n not in kept_set), len(lines))
         if not keep or max(keep) > first_dropped or first_dropped >= len(lines):
             return None
-        return sanitize_html(html[: offsets[first_dropped]])
+        cut = sanitize_html(html[: offsets[first_dropped]])
+        if " ".join(html_to_text(cut).split()) != " ".join(extract_reply(text, html).split()):
+            return None
+        return cut
     except Exception:
         log.exception("reply HTML extraction failed; keeping the whole HTML")
         return None

@@ -140,17 +140,21 @@ def _header_block(heads: list[str], n: int) -> bool:
     head = heads[n]
     if not (vocab.FROM_FIELD.match(head) or vocab.DATE_FIELD.match(head)):
         return False
+    fields = [head]
     blanks = 0
-    for m in range(n + 1, min(n + 8, len(heads))):
+    for m in range(n + 1, min(n + 10, len(heads))):
         h = heads[m]
         if not h:
             blanks += 1
             if blanks > 2:
-                return False
+                break
             continue
         if vocab.FROM_FIELD.match(h) or vocab.DATE_FIELD.match(h) or vocab.OTHER_FIELD.match(h):
-            return True
-    return False
+            fields.append(h)
+    # two fields must carry an address or a date: "From: Monday / To: Friday" is prose
+    return len(fields) >= 3 or (len(fields) == 2 and any(
+        vocab.ADDRESS.search(f) or re.search(r"\d", f) for f in fields
+    ))
 
 
 _DASHES = re.compile(r"^[-=_*~ ]+|[-=_*~ ]+$")

@@ -216,6 +216,18 @@ def test_signatures_and_device_lines_go(text: str, expected: str) -> None:
     assert extract_reply(text) == expected
 
 
+@pytest.mark.parametrize(
+    "text",
+    [
+        "We are open:\nFrom: Monday\nTo: Friday\n\nCall us any time.",
+        "Sent from my desk, is much easier than from my phone.\n\nAnn",
+        "Steps:\n---\nrestart\n***\nstill broken\n====",
+    ],
+)
+def test_prose_that_looks_like_a_header_stays(text: str) -> None:
+    assert extract_reply(text) == text
+
+
 def test_forward_keeps_everything() -> None:
     text = "FYI, see below.\n\n---------- Forwarded message ---------\nFrom: Bob <bob@example.com>\nDate: Tue\n\nHello"
     assert extract_reply(text) == text
@@ -265,4 +277,6 @@ def test_html_body_is_cut_for_top_posted_replies() -> None:
     )
     cut = extract_reply_html(html_to_text(sanitize_html(html)), html)
     assert cut is not None and "<b>thanks</b>" in cut and "printer" not in cut
-    assert extract_reply_html("Plain part.\n\nOn Tue, Bob wrote:\n> old", html) is None  # a text part decides
+    # with a text part too: cut only when both parts say the same
+    assert extract_reply_html("Works now, thanks.\n\nOn Tue, Mar 3, 2020, Bob wrote:\n> Is the printer fixed?", html) == cut
+    assert extract_reply_html("Other words.\n\nOn Tue, Bob wrote:\n> old", html) is None
