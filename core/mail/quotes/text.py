@@ -249,7 +249,8 @@ def _shared_line(heads: list[str], kinds: list[str], n: int) -> Start | None:
 
 
 def _quote_follows(kinds: list[str], m: int) -> bool:
-    nxt = next((k for k in range(m + 1, len(kinds)) if kinds[k] != "e"), None)
+    """The next non-blank line (within a few) is a `>` line."""
+    nxt = next((k for k in range(m + 1, min(len(kinds), m + 12)) if kinds[k] != "e"), None)
     return nxt is not None and kinds[nxt] == "q"
 
 
