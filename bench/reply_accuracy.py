@@ -211,8 +211,13 @@ def main() -> None:
             line += f"   ({case.note})"
         print(line)
 
-    n = len(cases)
-    print(f"\n{n} cases" + (" (upstream expectations)" if args.upstream else ""))
+    _print_summary(totals, by_source, len(cases), args.upstream)
+
+
+def _print_summary(
+    totals: dict[str, dict[str, int]], by_source: dict[str, dict[str, list[int]]], n: int, upstream: bool
+) -> None:
+    print(f"\n{n} cases" + (" (upstream expectations)" if upstream else ""))
     print(f"{'library':<20} {'exact':>12} {'loose':>12} {'lost text':>10} {'kept quote':>11} {'raised':>7}")
     for name, t in totals.items():
         print(
@@ -220,10 +225,10 @@ def main() -> None:
             f" {t['lost']:>10} {t['leaked']:>11} {t['raised']:>7}"
         )
     groups = sorted({g for per in by_source.values() for g in per})
-    print(f"\nexact per source and category\n{'group':<32}" + "".join(f"{n:>20.20}" for n in libs))
+    print(f"\nexact per source and category\n{'group':<32}" + "".join(f"{name:>20.20}" for name in totals))
     for g in groups:
         cells = []
-        for name in libs:
+        for name in totals:
             a, b = by_source[name][g]
             cells.append(f"{a:>4}/{b:<4} ({a / b:4.0%})")
         print(f"{g:<32}" + "".join(f"{c:>20}" for c in cells))
