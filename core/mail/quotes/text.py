@@ -107,6 +107,8 @@ def _start_at(heads: list[str], kinds: list[str], n: int) -> Start | None:
         return Start("forward", n, n, "forwarded_message")
     if vocab.ORIGINAL_MESSAGE.match(head):
         return Start("history", _rule_above(heads, n), n, "original_message")
+    if vocab.DAVID.match(head):  # david_header: Tobit david's "Original Message processed by david"
+        return Start("history", n, n, "david_header")
     if _header_block(heads, n):
         return Start("history", _rule_above(heads, n), n, "header_block")
     start = _attribution(heads, kinds, n)

@@ -64,6 +64,9 @@ ORIGINAL_MESSAGE = re.compile(
     r"^[>\s]*[-_=*~ ]*\s*(?:%s)\s*[-_=*~ ]*:?\s*$" % _names(_ORIGINAL), re.IGNORECASE
 )
 
+# Tobit david writes its own line above a header without colons ("Von Marine Ho" / "An John")
+DAVID = re.compile(r"^\[?Original Message processed by david", re.IGNORECASE)
+
 # ---- forwarded mail: the forward is the request, kept whole -----------------------------------
 _FORWARDED = [
     "Forwarded message", "Forwarded Message", "Begin forwarded message", "Weitergeleitete Nachricht",

@@ -22,10 +22,6 @@ KNOWN_MISSES = {
         "a lone 'From: address' line, then a tracking link wrapped onto a '>' line: one header field "
         "is not a header block, and the '>' line is taken for an answered quote (kept text, nothing lost)"
     ),
-    "mail_parser_reply/emails/email_3_1": (
-        "a 'david' client header without colons ('Von Marine Ho' / 'An John Doe') below a quote reads "
-        "as an answer under it (kept text, nothing lost)"
-    ),
 }
 
 
