@@ -266,7 +266,7 @@ class Pipeline:
         if m.kind.kind is MailKind.bounce:
             await self.mark_bouncing(session, m.mail.failed_recipients)
         body = extract_reply(m.mail.text, m.mail.html_source)
-        # an HTML-only reply: the stored HTML is cut where its text was, so both views agree
+        # the stored HTML is cut where the new text ends (when its text agrees), so both views agree
         html_body = extract_reply_html(m.mail.text, m.mail.html_source) or m.mail.html
         if ticket.status is TicketStatus.closed and not m.kind.automatic:
             requester = m.sender.customer or await customer_service.find_or_create(
