@@ -361,7 +361,7 @@ def _without_signature(heads: list[str], numbers: list[int]) -> list[int]:
         if vocab.SIGNATURE.match(h) and filled_after <= 15:  # dash_dash_signature
             numbers = numbers[:p]
             break
-        if vocab.RULE.match(h) and filled_after <= 8:  # list_footer
+        if vocab.RULE.match(h) and filled_after <= 8 and _footer(heads, numbers[p + 1:]):  # list_footer
             numbers = numbers[:p]
             break
     while True:  # device_boilerplate
@@ -369,6 +369,12 @@ def _without_signature(heads: list[str], numbers: list[int]) -> list[int]:
         if not filled or not vocab.DEVICE.match(heads[filled[-1]]):
             return numbers
         numbers = numbers[: numbers.index(filled[-1])]
+
+
+def _footer(heads: list[str], numbers: list[int]) -> bool:
+    """A list or company footer below a rule carries a link or an address (Mailman's list
+    address and listinfo URL); a rule to sign on ("____\nName") does not."""
+    return any("://" in heads[x] or vocab.ADDRESS.search(heads[x]) for x in numbers)
 
 
 def _join(lines: list[str], keep: list[int]) -> str:

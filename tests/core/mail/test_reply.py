@@ -218,6 +218,7 @@ def test_signatures_and_device_lines_go(text: str, expected: str) -> None:
         "We are open:\nFrom: Monday\nTo: Friday\n\nCall us any time.",
         "Sent from my desk, is much easier than from my phone.\n\nAnn",
         "Steps:\n---\nrestart\n***\nstill broken\n====",
+        "Please sign the form and send it back:\n\n______________________________\nName, date",
     ],
 )
 def test_prose_that_looks_like_a_header_stays(text: str) -> None:
