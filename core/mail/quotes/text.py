@@ -61,7 +61,8 @@ def kept_lines(text: str, *, from_html: bool = False) -> tuple[list[str], list[i
         if s.keep_head is not None:
             texts[s.first], kinds[s.first] = s.keep_head, "t"
     _wrapped_quote_lines(heads, kinds, end)
-    if not from_html and not starts and kinds[:end].count("q") < 3 and not _quoted_header(heads, kinds, end):
+    attributed = any(s.kind == "attribution" for s in starts)
+    if not from_html and not attributed and kinds[:end].count("q") < 3 and not _quoted_header(heads, kinds, end):
         _unquote_markers(kinds, end)  # few_markers
     keep = _decide(heads, kinds, end)
     if keep is None or not any(kinds[n] == "t" for n in keep):

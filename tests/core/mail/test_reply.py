@@ -225,6 +225,11 @@ def test_prose_that_looks_like_a_header_stays(text: str) -> None:
     assert extract_reply(text) == text
 
 
+def test_a_lone_gt_line_above_an_outlook_header_is_text() -> None:
+    text = "> 100 users affected\nPlease fix.\n\nFrom: Bob <b@example.com>\nSent: Tuesday, March 3, 2020 10:00\nTo: Support\n\nold"
+    assert extract_reply(text) == "> 100 users affected\nPlease fix."
+
+
 def test_forward_keeps_everything() -> None:
     text = "FYI, see below.\n\n---------- Forwarded message ---------\nFrom: Bob <bob@example.com>\nDate: Tue\n\nHello"
     assert extract_reply(text) == text
