@@ -175,6 +175,9 @@ def _attribution(heads: list[str], kinds: list[str], n: int) -> Start | None:
             return shared
     if not _could_start(heads[n]):
         return None
+    # a line of prose right above an attribution is not its first line ("Call me at 10:00" /
+    # "Bob <b@x> wrote:"): only an opener or a sender can be continued by a complete one
+    opener = bool(vocab.LEADS.match(_DASHES.sub("", heads[n])) or vocab.ADDRESS.search(heads[n]))
     parts: list[str] = []
     weak: Start | None = None
     m = n
@@ -188,9 +191,11 @@ def _attribution(heads: list[str], kinds: list[str], n: int) -> Start | None:
             m += 1
             continue
         if len(h) > 200 or (kinds[m] == "q" and len(h) > 20) or (
-            parts and kinds[m] == "t" and (_sentence(h) or vocab.LEADS.match(_DASHES.sub("", h)))
+            parts and kinds[m] == "t" and (_sentence(h) or vocab.LEAD_WORD.match(_DASHES.sub("", h)))
         ):
             break  # a wrapped header line is short, a quoted one only its "> wrote:"; a new start
+        if parts and not opener and _attribution_kind(h, quote_follows=True):
+            break
         parts.append(h.lstrip("> ") if parts else h)
         blanks = 0
         start = _attribution_kind(" ".join(parts), quote_follows=_quote_follows(kinds, m))

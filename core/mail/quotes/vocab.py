@@ -104,11 +104,9 @@ WROTE_END_CJK = re.compile(r"(?:%s)\s*[:：]?\s*$" % "|".join(_CJK_WROTE))
 WROTE_INSIDE = re.compile(r"(?:^|[\s,])(?:%s)\s+\S.{0,200}[:：]\s*$" % _WROTE_ALT, re.IGNORECASE)
 # how attributions start: "On", "Am", "Le", "El", "Em", "Op", "Il", "W dniu", "Dnia", "Den", "På",
 # "Dne", a weekday abbreviation, or a date
-LEADS = re.compile(
-    r"^(?:On|Am|Le|El|Em|Op|Il|Il giorno|W dniu|Dnia|Den|På|Dne|Vào|On\s+\w+day|"
-    r"\w{2,4}\.?,?\s+\d|\d)\b",
-    re.IGNORECASE,
-)
+_LEAD_WORDS = r"(?:On|Am|Le|El|Em|Op|Il|Il giorno|W dniu|Dnia|Den|På|Dne|Vào|在)\b"
+LEAD_WORD = re.compile("^" + _LEAD_WORDS, re.IGNORECASE)
+LEADS = re.compile(r"^(?:%s|\w{2,4}\.?,?\s+\d|\d)" % _LEAD_WORDS, re.IGNORECASE)
 # Japanese Gmail "2020年3月3日(火) 10:00 Bob <bob@example.com>:" and Russian Gmail
 # "вт, 3 мар. 2020 г. в 10:00, Bob <bob@example.com>:" carry no verb: date, sender, colon
 ADDRESS = re.compile(r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+|mailto:", re.IGNORECASE)

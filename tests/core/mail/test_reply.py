@@ -230,6 +230,17 @@ def test_a_lone_gt_line_above_an_outlook_header_is_text() -> None:
     assert extract_reply(text) == "> 100 users affected\nPlease fix."
 
 
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Please call me tomorrow at 10:00\nBob Smith <bob@example.com> wrote:\n> Can we talk?\n> Bob",
+        "Please call me on 0301 234567\n2020-03-03 10:00 GMT+01:00 Bob <bob@example.com>:\n> Can we talk?\n> Bob",
+    ],
+)
+def test_prose_right_above_an_attribution_stays(text: str) -> None:
+    assert extract_reply(text) == text.split("\n")[0]
+
+
 def test_forward_keeps_everything() -> None:
     text = "FYI, see below.\n\n---------- Forwarded message ---------\nFrom: Bob <bob@example.com>\nDate: Tue\n\nHello"
     assert extract_reply(text) == text
