@@ -3,10 +3,11 @@
     .venv/bin/python bench/reply_accuracy.py [--upstream] [--only ID_PREFIX] [--show ID] [--wide]
 
 Fixtures: tests/fixtures/replies/cases.json (upstream test emails of talon, quotequail,
-email_reply_parser, mail-parser-reply with their expected outputs; see the README there).
-Inputs are fed the way the ingest pipeline feeds extract_reply: the text/plain part of an .eml,
-plain text as is, and an HTML body sanitized (core.mail.html.sanitize_html, which drops class/
-id/style) with its html_to_text rendering as the text.
+email_reply_parser, mail-parser-reply with their expected outputs, and our own multilingual
+cases under ours/; see the README there). Inputs are fed the way the ingest pipeline
+(core.mail.parse) feeds extract_reply: the text/plain part of an .eml, plain text as is, and for
+an HTML-only mail the html_to_text rendering of the sanitized HTML as the text plus the HTML as
+sent (its classes and ids are where Gmail, Outlook and Yahoo mark their quotes).
 
 Per case and library one mark:
     =   exact: equal to the expected text after whitespace normalisation (runs -> one space)
@@ -15,12 +16,14 @@ Per case and library one mark:
     LQ  both                                             !   the adapter raised
 --upstream scores against the upstream projects' own expectations where our policy differs
 (they keep some signatures, see the note of each case). Libraries not installed are skipped:
-    .venv/bin/pip install quotequail mail-parser-reply email-reply-parser
+    .venv/bin/pip install quotequail mail-parser-reply email-reply-parser talon
+Figures are printed per source (the folder) and per category (ours/<category>/…).
 """
 
 from __future__ import annotations
 
 import argparse
+import warnings
 import email
 import email.policy
 import json
@@ -52,9 +55,9 @@ def _eml_bodies(raw: bytes) -> tuple[str, str | None]:
     msg = email.message_from_bytes(raw, policy=email.policy.default)
     plain = msg.get_body(preferencelist=("plain",))
     rich = msg.get_body(preferencelist=("html",))
-    html = sanitize_html(rich.get_content()) if rich is not None else None
-    text = plain.get_content() if plain is not None else html_to_text(html or "")
-    return text.replace("\r\n", "\n").strip("\n"), html
+    source = rich.get_content() if rich is not None else None
+    text = plain.get_content() if plain is not None else html_to_text(sanitize_html(source or ""))
+    return text.replace("\r\n", "\n").strip("\n"), source
 
 
 def load_cases() -> list[Case]:
@@ -65,8 +68,8 @@ def load_cases() -> list[Case]:
         if c["format"] == "eml":
             text, html = _eml_bodies(path.read_bytes())
         elif c["format"] == "html":
-            html = sanitize_html(path.read_text(encoding="utf-8"))
-            text = html_to_text(html)
+            html = path.read_text(encoding="utf-8")
+            text = html_to_text(sanitize_html(html))
         else:
             text, html = path.read_text(encoding="utf-8"), None
         expected = c["expected"]
@@ -79,7 +82,7 @@ def load_cases() -> list[Case]:
 
 def _from_html(text: str, html: str | None) -> bool:
     """True when the text is only the rendering of the HTML (an HTML-only mail)."""
-    return bool(html) and text == html_to_text(html or "")
+    return bool(html) and text == html_to_text(sanitize_html(html or ""))
 
 
 def quotequail_adapter() -> Callable[[str, str | None], str]:
@@ -110,6 +113,17 @@ def mpr_adapter(part: str) -> Callable[[str, str | None], str]:
     return run
 
 
+def talon_adapter() -> Callable[[str, str | None], str]:
+    from talon import quotations
+
+    def run(text: str, html: str | None) -> str:
+        if _from_html(text, html):
+            return html_to_text(quotations.extract_from_html(html or ""))
+        return quotations.extract_from_plain(text)
+
+    return run
+
+
 def erp_adapter() -> Callable[[str, str | None], str]:
     from email_reply_parser import EmailReplyParser
 
@@ -121,6 +135,7 @@ ADAPTERS: dict[str, Callable[[], Callable[[str, str | None], str]]] = {
     "mpr.body": lambda: mpr_adapter("body"),
     "mpr.full": lambda: mpr_adapter("full"),
     "email-reply-parser": erp_adapter,
+    "talon": talon_adapter,
     "extract_reply": lambda: extract_reply,
 }
 
@@ -144,6 +159,7 @@ def mark(case: Case, expected: str, got: str) -> str:
 
 
 def main() -> None:
+    warnings.filterwarnings("ignore")  # html5lib (talon) warns on every Outlook namespace
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--upstream", action="store_true", help="score against the upstream expectations")
     ap.add_argument("--only", default="", help="only cases whose id starts with this")
@@ -186,23 +202,42 @@ def main() -> None:
             t["lost"] += "L" in m
             t["leaked"] += "Q" in m
             t["raised"] += m == "!"
-            src = by_source[name][case.id.split("/")[0]]
-            src[0] += m == "="
-            src[1] += 1
+            for group in _groups(case.id):
+                src = by_source[name][group]
+                src[0] += m == "="
+                src[1] += 1
         line = f"{case.id:<{width}}  " + "  ".join(f"{m:>8}" for m in marks)
         if args.wide and case.note:
             line += f"   ({case.note})"
         print(line)
 
-    n = len(cases)
-    print(f"\n{n} cases" + (" (upstream expectations)" if args.upstream else ""))
-    print(f"{'library':<20} {'exact':>12} {'loose':>12} {'lost text':>10} {'kept quote':>11} {'raised':>7}   exact by source")
+    _print_summary(totals, by_source, len(cases), args.upstream)
+
+
+def _print_summary(
+    totals: dict[str, dict[str, int]], by_source: dict[str, dict[str, list[int]]], n: int, upstream: bool
+) -> None:
+    print(f"\n{n} cases" + (" (upstream expectations)" if upstream else ""))
+    print(f"{'library':<20} {'exact':>12} {'loose':>12} {'lost text':>10} {'kept quote':>11} {'raised':>7}")
     for name, t in totals.items():
-        sources = "  ".join(f"{s} {a}/{b}" for s, (a, b) in sorted(by_source[name].items()))
         print(
             f"{name:<20} {t['exact']:>4} ({t['exact'] / n:4.0%}) {t['loose']:>4} ({t['loose'] / n:4.0%})"
-            f" {t['lost']:>10} {t['leaked']:>11} {t['raised']:>7}   {sources}"
+            f" {t['lost']:>10} {t['leaked']:>11} {t['raised']:>7}"
         )
+    groups = sorted({g for per in by_source.values() for g in per})
+    print(f"\nexact per source and category\n{'group':<32}" + "".join(f"{name:>20.20}" for name in totals))
+    for g in groups:
+        cells = []
+        for name in totals:
+            a, b = by_source[name][g]
+            cells.append(f"{a:>4}/{b:<4} ({a / b:4.0%})")
+        print(f"{g:<32}" + "".join(f"{c:>20}" for c in cells))
+
+
+def _groups(case_id: str) -> list[str]:
+    """The source (first folder) and, for our own cases, the category too."""
+    parts = case_id.split("/")
+    return [parts[0]] + ([f"{parts[0]}/{parts[1]}"] if parts[0] == "ours" and len(parts) > 2 else [])
 
 
 if __name__ == "__main__":

@@ -76,8 +76,36 @@ class IngressHandler:
         return reply
 
 
+class _DataLines(asyncio.StreamReader):
+    """A reader whose `readuntil(b"\\r\\n")`, the way aiosmtpd reads DATA, also ends a line at a
+    bare LF and hands it on with CRLF, as Postfix's `smtpd_forbid_bare_newline = normalize`
+    does: scripts, appliances and `smtplib.sendmail` with bytes send LF-only mail, and a
+    message over 1,000 bytes without a CRLF was refused as one long line. The line-length
+    limit (the reader's) now counts per line, whichever ending.
+
+    The end of data stays `<CR><LF>.<CR><LF>` only: a dot line ending in a bare LF, or after a
+    line that did, is content (handed on dot-stuffed), so `\\n.\\n`, `\\n.\\r\\n` and
+    `\\r\\n.\\n` never end a message early (SMTP smuggling). Commands are read by other calls.
+    """
+
+    after_bare_lf = False
+
+    async def readuntil(self, separator: bytes = b"\n") -> bytes:
+        if separator != b"\r\n":
+            return await super().readuntil(separator)
+        line = await super().readuntil(b"\n")
+        bare = not line.endswith(b"\r\n")
+        follows_bare, self.after_bare_lf = self.after_bare_lf, bare
+        if bare:
+            line = line[:-1] + b"\r\n"
+        if line == b".\r\n" and (bare or follows_bare):
+            return b"..\r\n"  # a line holding a dot, not the end of data
+        return line
+
+
 class IngressSMTP(SMTP):
-    """aiosmtpd's server with RFC 3463 codes for size refusals and a connection count."""
+    """aiosmtpd's server with RFC 3463 codes for size refusals, a connection count, and DATA
+    lines ended by CRLF or a bare LF (stored as CRLF)."""
 
     def __init__(self, *args: Any, sessions: set[Any], metrics: Metrics, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -93,6 +121,12 @@ class IngressSMTP(SMTP):
         self._sessions.discard(self)
         self._metrics.smtp_sessions.set(len(self._sessions))
         super().connection_lost(error)
+
+    def _cb_client_connected(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        # the reader aiosmtpd created, given our readuntil (the class has no state of its own
+        # to set up but `after_bare_lf`, a class default)
+        reader.__class__ = _DataLines
+        super()._cb_client_connected(reader, writer)
 
     def _getaddr(self, arg: str) -> tuple[str | None, str | None]:
         plain = _PLAIN_PATH.match(arg)

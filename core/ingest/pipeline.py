@@ -39,7 +39,7 @@ from core.mail.addresses import support_mailbox
 from core.mail.classify import Classification, MailKind, classify
 from core.mail.html import resolve_cids
 from core.mail.parse import ParsedMail, Unprocessable, parse
-from core.mail.reply import extract_reply
+from core.mail.reply import extract_reply, extract_reply_html
 from core.secrets import REPLY_TOKEN_SECRET, server_secret
 from core.tickets.models import Ticket, TicketComment
 from core.tickets.service import participant_service, ticket_service
@@ -266,6 +266,8 @@ class Pipeline:
         if m.kind.kind is MailKind.bounce:
             await self.mark_bouncing(session, m.mail.failed_recipients)
         body = extract_reply(m.mail.text, m.mail.html_source)
+        # the stored HTML is cut where the new text ends (when its text agrees), so both views agree
+        html_body = extract_reply_html(m.mail.text, m.mail.html_source) or m.mail.html
         if ticket.status is TicketStatus.closed and not m.kind.automatic:
             requester = m.sender.customer or await customer_service.find_or_create(
                 session, email=m.mail.from_address, name=m.mail.from_name
@@ -273,7 +275,7 @@ class Pipeline:
             follow_up = await self.open_ticket(session, m, requester, created, follow_up_of=ticket)
             comment = await self.comment(
                 session, m, follow_up, body=body, rule=rule, author_customer_id=requester.id,
-                first=True,
+                first=True, html_body=html_body,
             )
             return Outcome(
                 InboundStatus.processed, matched_rule=rule, ticket_id=follow_up.id,
@@ -284,7 +286,7 @@ class Pipeline:
         comment = await self.comment(
             session, m, ticket, body=body, rule=rule,
             author_customer_id=None if as_agent else m.sender.customer_id,
-            author_agent_id=m.sender.agent_id if as_agent else None,
+            author_agent_id=m.sender.agent_id if as_agent else None, html_body=html_body,
         )
         if not m.kind.automatic:
             await self.after_human_reply(session, m, ticket, as_agent=as_agent, rule=match.rule)
@@ -322,6 +324,7 @@ class Pipeline:
         author_customer_id: uuid.UUID | None = None,
         author_agent_id: uuid.UUID | None = None,
         first: bool = False,
+        html_body: str | None = None,
     ) -> TicketComment:
         """The mail as a comment: automatic mail is kept internal, so nothing answers it."""
         comment = await ticket_service.add_comment(
@@ -330,7 +333,7 @@ class Pipeline:
                 AuthorType.customer if author_customer_id else AuthorType.system
             ),
             author_customer_id=author_customer_id, author_agent_id=author_agent_id,
-            body=body, html_body=m.mail.html, inbound_message_id=m.inbound.id,
+            body=body, html_body=html_body or m.mail.html, inbound_message_id=m.inbound.id,
             visibility=Visibility.internal if m.kind.automatic else Visibility.public,
             matched_rule=rule, mail_kind=m.kind.kind.value, via="email", announce=not first,
         )
