@@ -137,3 +137,19 @@ def test_meilisearch_filters_and_text() -> None:
     assert render_text(text) == 'refund "credit  note " -spam'
     with pytest.raises(ValueError):
         render_filter(Filter("password", ("x",)))
+
+
+def test_meilisearch_settings_payload_is_what_the_client_sends() -> None:
+    from meilisearch_python_sdk.models.settings import MeilisearchSettings
+
+    from search.meili import FILTERABLE, settings_payload
+
+    sent = MeilisearchSettings.model_validate(settings_payload(100_000)).model_dump(by_alias=True, exclude_none=True)
+    assert sent["searchableAttributes"][:2] == ["subject", "body"]  # a subject match ranks first
+    assert sent["rankingRules"][-1] == "updated_at:desc"  # then the newest
+    assert sent["typoTolerance"]["minWordSizeForTypos"] == {"oneTypo": 5, "twoTypos": 9}
+    assert sent["pagination"] == {"maxTotalHits": 100_000}
+    assert set(FILTERABLE) == set(sent["filterableAttributes"])
+    # every attribute a filter can name is filterable (names come only from this allowlist)
+    from search.meili import ATTRIBUTES
+    assert set(ATTRIBUTES.values()) <= set(FILTERABLE)
