@@ -91,14 +91,16 @@ class PostgresSearch:
         self, connection: asyncpg.Connection, query: Resolved, *, limit: int, cursor: str | None,
         fingerprint: str,
     ) -> TicketPage:
-        if not query.text:
-            return await self._filtered(connection, query, limit=limit, cursor=cursor, fingerprint=fingerprint)
         # The planner prices `document @@ query` as if documents were read for free; they are
         # TOASTed, so a sequential scan decompresses every document where the GIN index visits
         # only the matching ones (seen: 430 ms against 15 ms on 20,000 tickets). This
         # transaction only.
+        # Qualifiers alone: a capped count reads the first rows it finds, and the planner, not
+        # knowing they are few, would rather scan the table than the field's covering index.
         async with connection.transaction(readonly=True):
             await connection.execute("SET LOCAL enable_seqscan = off")
+            if not query.text:
+                return await self._filtered(connection, query, limit=limit, cursor=cursor, fingerprint=fingerprint)
             return await self._matched(connection, query, limit=limit, cursor=cursor, fingerprint=fingerprint)
 
     async def _matched(
@@ -177,10 +179,11 @@ _AGGREGATES = f"""
     (SELECT array_agg(headline ORDER BY {_ORDER}) FROM shown) AS headlines,
     {{total}} AS total,
     (SELECT array_agg(ARRAY[k, n::text]) FROM (
-        SELECT 'status:' || status AS k, count(*) AS n FROM {{matches}} GROUP BY status
-        UNION ALL SELECT 'priority:' || priority, count(*) FROM {{matches}} GROUP BY priority
-        UNION ALL SELECT 'channel:' || channel, count(*) FROM {{matches}} GROUP BY channel
-        UNION ALL SELECT 'group:' || coalesce(group_id::text, 'none'), count(*) FROM {{matches}} GROUP BY group_id
+        SELECT CASE WHEN GROUPING(status) = 0 THEN 'status:' || status
+                    WHEN GROUPING(priority) = 0 THEN 'priority:' || priority
+                    WHEN GROUPING(channel) = 0 THEN 'channel:' || channel
+                    ELSE 'group:' || coalesce(group_id::text, 'none') END AS k, count(*) AS n
+        FROM {{matches}} GROUP BY GROUPING SETS ((status), (priority), (channel), (group_id))
     ) f) AS facets
 """
 
