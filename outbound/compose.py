@@ -17,7 +17,7 @@ from core.config import Settings
 from core.customers.models import Customer
 from core.events import OutboundDelivery, OutboxEvent
 from core.groups.models import Group
-from core.mail.tokens import make_token, reply_address
+from core.mail.tokens import INTERNAL, PUBLIC, make_token, reply_address
 from core.secrets import REPLY_TOKEN_SECRET, server_secret
 from core.tickets.models import MessageId
 from outbound.recipients import TICKET_ASSIGNED, TICKET_CREATED, TICKET_NEW_COMMENT
@@ -54,6 +54,17 @@ def bounce_address(settings: Settings, mailbox: str) -> str:
         return settings.mail_bounce_address
     local, _, domain = mailbox.partition("@")
     return f"{local}+bounces@{domain}"
+
+
+def _auto_submitted(template: str, payload: dict[str, Any], acknowledgement: bool) -> str | None:
+    """RFC 3834: what a machine wrote is marked; an agent's own public reply is a person's mail
+    (marking it would make the customer's mail system treat it as a robot's and drop replies)."""
+    if acknowledgement:
+        return "auto-replied"
+    comment = payload.get("comment") or {}
+    if template == TICKET_NEW_COMMENT and comment.get("author_type") == "agent" and comment.get("visibility") == "public":
+        return None
+    return "auto-generated"
 
 
 def new_message_id(mailbox: str) -> str:
@@ -122,9 +133,12 @@ class Composer:
             payload = event.payload
         ticket = payload["ticket"]
         mailbox = await self.mailbox(session, ticket.get("group_id"))
+        # a reply to an internal note must stay internal: its Reply-To says so (core.mail.tokens)
+        internal = (payload.get("comment") or {}).get("visibility") == "internal"
         token = make_token(
             await self.secret(session), ticket_number=int(ticket["number"]),
             ticket_id=uuid.UUID(str(ticket["id"])), address=delivery.recipient,
+            scope=INTERNAL if internal else PUBLIC,
         )
         is_agent = delivery.agent_name is not None
         name = (delivery.agent_name if is_agent else delivery.customer_name) or ""
@@ -135,7 +149,7 @@ class Composer:
             message_id=delivery.message_id, from_name=mailbox.group, from_address=mailbox.address,
             to_name=name, to_address=delivery.recipient, reply_to=reply_address(mailbox.address, token),
             subject=str(ticket.get("subject") or ""), thread=list(delivery.thread or []),
-            auto_submitted="auto-replied" if acknowledgement else "auto-generated",
+            auto_submitted=_auto_submitted(delivery.template, payload, acknowledgement),
             ticket_number=int(ticket["number"]),
         )
         return build_message(envelope, text, html), bounce_address(self.settings, mailbox.address)

@@ -24,6 +24,7 @@ from core.config import Settings
 from core.customers.models import Customer
 from core.customers.service import customer_service
 from core.enums import (
+    AgentRole,
     AuthorType,
     Channel,
     InboundStatus,
@@ -37,7 +38,7 @@ from core.ingest.models import InboundMessage
 from core.ingest.threading import Sender, ThreadMatch, find_thread, has_thread_evidence
 from core.mail.addresses import support_mailbox
 from core.mail.classify import Classification, MailKind, classify
-from core.mail.html import resolve_cids
+from core.mail.html import resolve_cids, sanitize_html, strip_quoted_html
 from core.mail.parse import ParsedMail, Unprocessable, parse
 from core.mail.reply import extract_reply
 from core.secrets import REPLY_TOKEN_SECRET, server_secret
@@ -160,8 +161,11 @@ class Pipeline:
                 if loop is not None:
                     outcomes[index] = Outcome(InboundStatus.dropped, reason=loop, mail_kind=kind.kind.value)
                     continue
+                agent = found.agents.get(mail.from_address)
                 sender = Sender(
-                    address=mail.from_address, agent_id=found.agents.get(mail.from_address),
+                    address=mail.from_address, agent_id=agent.id if agent else None,
+                    agent_active=agent.active if agent else True,
+                    light_agent=agent is not None and agent.role is AgentRole.light_agent,
                     customer=found.customers.get(mail.from_address),
                 )
                 outcomes[index] = await self.decide(session, Message(inbound, mail, route, kind, sender), created)
@@ -256,6 +260,11 @@ class Pipeline:
                 InboundStatus.quarantined, mail_kind=kind, matched_rule=match.rule,
                 reason="from an agent's address without a valid reply token (possible forgery)",
             )
+        if m.sender.agent_id is not None and not m.sender.agent_active:
+            return Outcome(
+                InboundStatus.quarantined, mail_kind=kind, matched_rule=match.rule,
+                reason="agent_inactive: from a deactivated agent's address; its reply tokens are void",
+            )
         ticket = await ticket_service.resolve_merged(session, match.ticket)
         rule = match.rule if ticket is match.ticket else f"{match.rule}+merged"
         if await self.over_budget(session, ticket):
@@ -266,13 +275,15 @@ class Pipeline:
         if m.kind.kind is MailKind.bounce:
             await self.mark_bouncing(session, m.mail.failed_recipients)
         body = extract_reply(m.mail.text, m.mail.html_source)
+        # the HTML rendering of a reply keeps no quoted history either (the raw original does)
+        html = sanitize_html(strip_quoted_html(m.mail.html_source)) if m.mail.html_source else None
         if ticket.status is TicketStatus.closed and not m.kind.automatic:
             requester = m.sender.customer or await customer_service.find_or_create(
                 session, email=m.mail.from_address, name=m.mail.from_name
             )
             follow_up = await self.open_ticket(session, m, requester, created, follow_up_of=ticket)
             comment = await self.comment(
-                session, m, follow_up, body=body, rule=rule, author_customer_id=requester.id,
+                session, m, follow_up, body=body, html=html, rule=rule, author_customer_id=requester.id,
                 first=True,
             )
             return Outcome(
@@ -281,24 +292,27 @@ class Pipeline:
                 reason=f"follow-up of closed ticket #{ticket.number}",
             )
         as_agent = m.sender.agent_id is not None and match.rule == "token"
+        # an agent's reply to an internal note, or any light agent's reply, never reaches a customer
+        internal = as_agent and (match.internal or m.sender.light_agent)
         comment = await self.comment(
-            session, m, ticket, body=body, rule=rule,
+            session, m, ticket, body=body, html=html, rule=rule,
             author_customer_id=None if as_agent else m.sender.customer_id,
-            author_agent_id=m.sender.agent_id if as_agent else None,
+            author_agent_id=m.sender.agent_id if as_agent else None, internal=internal,
         )
         if not m.kind.automatic:
-            await self.after_human_reply(session, m, ticket, as_agent=as_agent, rule=match.rule)
+            await self.after_human_reply(session, m, ticket, as_agent=as_agent, rule=match.rule, internal=internal)
         return Outcome(
             InboundStatus.processed, matched_rule=rule, ticket_id=ticket.id,
             comment_id=comment.id, mail_kind=kind,
         )
 
     async def after_human_reply(
-        self, session: AsyncSession, m: Message, ticket: Ticket, *, as_agent: bool, rule: str
+        self, session: AsyncSession, m: Message, ticket: Ticket, *, as_agent: bool, rule: str,
+        internal: bool = False,
     ) -> None:
         actor = (AuthorType.agent, m.sender.agent_id) if as_agent else (AuthorType.customer, m.sender.customer_id)
         if as_agent:
-            if ticket.first_response_at is None:
+            if ticket.first_response_at is None and not internal:  # a note answers nobody
                 ticket.first_response_at = utcnow()
             target = TicketStatus.open if ticket.status is TicketStatus.new else None
         else:
@@ -308,7 +322,8 @@ class Pipeline:
             await ticket_service.set_status(
                 session, ticket, target, actor_type=actor[0], actor_id=actor[1], via="email"
             )
-        if rule == "token":
+        # an agent's CCs are not the customer's choice of audience: who follows is changed in the API
+        if rule == "token" and not as_agent:
             await self.add_cc_followers(session, m, ticket)
 
     async def comment(
@@ -319,9 +334,11 @@ class Pipeline:
         *,
         body: str,
         rule: str,
+        html: str | None = None,
         author_customer_id: uuid.UUID | None = None,
         author_agent_id: uuid.UUID | None = None,
         first: bool = False,
+        internal: bool = False,
     ) -> TicketComment:
         """The mail as a comment: automatic mail is kept internal, so nothing answers it."""
         comment = await ticket_service.add_comment(
@@ -330,8 +347,8 @@ class Pipeline:
                 AuthorType.customer if author_customer_id else AuthorType.system
             ),
             author_customer_id=author_customer_id, author_agent_id=author_agent_id,
-            body=body, html_body=m.mail.html, inbound_message_id=m.inbound.id,
-            visibility=Visibility.internal if m.kind.automatic else Visibility.public,
+            body=body, html_body=html if html is not None else m.mail.html, inbound_message_id=m.inbound.id,
+            visibility=Visibility.internal if m.kind.automatic or internal else Visibility.public,
             matched_rule=rule, mail_kind=m.kind.kind.value, via="email", announce=not first,
         )
         await self.store_attachments(session, comment, m.mail)

@@ -16,11 +16,11 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.customers.models import Customer
-from core.enums import MessageDirection
+from core.enums import MessageDirection, Visibility
 from core.mail.addresses import split_address, support_mailbox
 from core.mail.parse import ParsedMail
-from core.mail.tokens import token_number, verify_token
-from core.tickets.models import MessageId, Ticket
+from core.mail.tokens import INTERNAL, token_number, token_scope
+from core.tickets.models import MessageId, Ticket, TicketComment
 from core.tickets.service import participant_service
 
 _SUBJECT_TAG = re.compile(r"\[#(\d{1,12})\]")
@@ -30,7 +30,9 @@ _SUBJECT_TAG = re.compile(r"\[#(\d{1,12})\]")
 class Sender:
     address: str
     customer: Customer | None  # None for agents and for delivery reports
-    agent_id: uuid.UUID | None
+    agent_id: uuid.UUID | None  # an agent's address, active or not
+    agent_active: bool = True
+    light_agent: bool = False
 
     @property
     def customer_id(self) -> uuid.UUID | None:
@@ -43,6 +45,8 @@ class ThreadMatch:
     rule: str  # token, message_id, subject
     # the sender is an agent but proved nothing: evidence of a ticket, no right to act on it
     unproven_agent: bool = False
+    # answers an internal note (its token's scope, or its Message-ID): must stay internal
+    internal: bool = False
 
 
 @dataclass(frozen=True)
@@ -77,6 +81,21 @@ async def _live_ticket(session: AsyncSession, **where: object) -> Ticket | None:
     return await session.scalar(query)
 
 
+async def answers_internal_note(session: AsyncSession, mail: ParsedMail, ticket_id: uuid.UUID) -> bool:
+    """Whether the mail quotes a Message-ID of ours that carried an internal comment."""
+    referenced = [*mail.in_reply_to, *mail.references]
+    if not referenced:
+        return False
+    found = await session.scalar(
+        select(MessageId.id).join(TicketComment, TicketComment.id == MessageId.comment_id).where(
+            MessageId.ticket_id == ticket_id, MessageId.message_id.in_(referenced),
+            MessageId.direction == MessageDirection.outbound,
+            TicketComment.visibility == Visibility.internal,
+        ).limit(1)
+    )
+    return found is not None
+
+
 async def find_thread(
     session: AsyncSession,
     *,
@@ -90,8 +109,10 @@ async def find_thread(
     for token in reply_tokens(mail, rcpt_tos, mailboxes):
         number = token_number(token)
         ticket = await _live_ticket(session, number=number) if number is not None else None
-        if ticket is not None and verify_token(secret, token, ticket_id=ticket.id, address=sender.address):
-            return ThreadSearch(ThreadMatch(ticket, "token"))
+        scope = token_scope(secret, token, ticket_id=ticket.id, address=sender.address) if ticket else None
+        if ticket is not None and scope is not None:
+            internal = scope == INTERNAL or await answers_internal_note(session, mail, ticket.id)
+            return ThreadSearch(ThreadMatch(ticket, "token", internal=internal))
         note = "a reply token was present but did not verify for this sender"
 
     candidates: list[tuple[Ticket, str]] = []
