@@ -48,7 +48,7 @@ class Settings(BaseSettings):
     smtp_port: int = 2525
     smtp_hostname: str = "helpdesk.localhost"
     max_message_bytes: int = 26_214_400
-    max_recipients: int = Field(default=50, ge=1)
+    max_recipients: int = Field(default=100, ge=1)  # RFC 5321 §4.5.3.1.8: at least 100
     max_connections: int = Field(default=200, ge=1)
     smtp_drain_seconds: float = 10.0
     smtp_tls_cert: Path | None = None  # PEM; STARTTLS is offered when set
@@ -99,6 +99,20 @@ class Settings(BaseSettings):
     auto_close_after_hours: float = Field(default=96.0, gt=0)  # solved this long: closed
     sla_warning_minutes: float = Field(default=30.0, ge=0)  # warn this long before a breach
     outbox_retention_hours: float = Field(default=168.0, gt=0)  # published events kept this long
+
+    # mail safety: bounds on parsing one message (over any: quarantined at once), loops, edges
+    parse_max_header_bytes: int = Field(default=262_144, ge=1024)
+    parse_max_encoded_words: int = Field(default=1000, ge=1)
+    parse_max_mime_depth: int = Field(default=50, ge=1, le=500)
+    parse_max_mime_parts: int = Field(default=1000, ge=1)
+    parse_max_attachments: int = Field(default=100, ge=0)
+    parse_max_references: int = Field(default=100, ge=1)
+    # larger messages are parsed in a process pool with this time (and memory) limit each
+    parse_inline_bytes: int = Field(default=262_144, ge=0)
+    parse_timeout_seconds: float = Field(default=20.0, gt=0)
+    parse_processes: int = Field(default=2, ge=1, le=64)
+    parse_memory_mb: int = Field(default=2048, ge=256)
+    max_received_headers: int = Field(default=100, ge=2)  # RFC 5321 §6.3: a routing loop
 
     @field_validator("support_addresses")
     @classmethod

@@ -34,12 +34,14 @@ from core.enums import (
 )
 from core.groups.service import group_service
 from core.ingest import prefetch
+from core.ingest.parsing import MailParser
 from core.ingest.models import InboundMessage
 from core.ingest.threading import Sender, ThreadMatch, find_thread, has_thread_evidence
 from core.mail.addresses import support_mailbox
 from core.mail.classify import Classification, MailKind, classify
 from core.mail.html import resolve_cids, sanitize_html, strip_quoted_html
-from core.mail.parse import ParsedMail, Unprocessable, parse
+from core.mail.limits import ParseLimits
+from core.mail.parse import ParsedMail, Unprocessable
 from core.mail.reply import extract_reply
 from core.secrets import REPLY_TOKEN_SECRET, server_secret
 from core.tickets.models import Ticket, TicketComment
@@ -86,7 +88,9 @@ class Pipeline:
         store: AttachmentStore,
         max_followers: int = 10,
         ticket_inbound_per_hour: int = 30,
+        parser: MailParser | None = None,
     ) -> None:
+        self.parser = parser or MailParser(ParseLimits())
         self.mailboxes = mailboxes
         self.store = store
         self.max_followers = max_followers
@@ -116,6 +120,7 @@ class Pipeline:
             store=AttachmentStore(settings.attachments_dir),
             max_followers=settings.max_followers,
             ticket_inbound_per_hour=settings.ticket_inbound_per_hour,
+            parser=MailParser.from_settings(settings),
         )
 
     async def run_batch(self, session: AsyncSession, batch: list[InboundMessage]) -> list[Outcome]:
@@ -138,7 +143,7 @@ class Pipeline:
                 continue
             first_in_batch[key] = index
             try:
-                mail = parse(inbound.raw)
+                mail = await self.parser.parse(inbound.raw)
                 route = self.route(inbound)
             except Unprocessable as exc:
                 outcomes[index] = Outcome(InboundStatus.quarantined, reason=exc.reason)
