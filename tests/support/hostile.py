@@ -7,8 +7,9 @@ import uuid
 
 def _head(extra: bytes = b"", ctype: bytes = b"text/plain", sender: bytes = b"hostile@mail.test") -> bytes:
     return (
-        b"From: " + sender + b"\r\nTo: support@example.com\r\nSubject: hostile\r\n"
-        b"Message-ID: <" + uuid.uuid4().hex.encode() + b"@mail.test>\r\n" + extra
+        b"From: " + sender + b"\r\nTo: support@example.com\r\n"
+        + (b"" if extra.startswith(b"Subject:") else b"Subject: hostile\r\n")
+        + b"Message-ID: <" + uuid.uuid4().hex.encode() + b"@mail.test>\r\n" + extra
         + b"MIME-Version: 1.0\r\nContent-Type: " + ctype + b"\r\n\r\n"
     )
 
@@ -16,7 +17,7 @@ def _head(extra: bytes = b"", ctype: bytes = b"text/plain", sender: bytes = b"ho
 def encoded_word_header(size: int = 400_000) -> bytes:
     """One header of ~400 KB of encoded words, folded (SMTP lines stay short)."""
     words = b"\r\n ".join([b"=?utf-8?q?=C3=A9t=C3=A9?="] * (size // 27))
-    return _head(b"X-Long: " + words + b"\r\n") + b"body\r\n"
+    return _head(b"Subject: " + words + b"\r\n") + b"body\r\n"
 
 
 def many_encoded_words(count: int = 5000) -> bytes:
