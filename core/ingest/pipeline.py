@@ -38,7 +38,7 @@ from core.ingest.parsing import MailParser
 from core.ingest.models import InboundMessage
 from core.ingest.threading import Sender, ThreadMatch, find_thread, has_thread_evidence
 from core.mail.addresses import support_mailbox
-from core.mail.classify import Classification, MailKind, classify
+from core.mail.classify import Classification, MailKind, classify, is_robot_address
 from core.mail.html import resolve_cids, sanitize_html, strip_quoted_html
 from core.mail.limits import ParseLimits
 from core.mail.parse import ParsedMail, Unprocessable
@@ -189,6 +189,7 @@ class Pipeline:
         search = await find_thread(
             session, mail=m.mail, rcpt_tos=m.inbound.rcpt_tos, mailboxes=self.mailboxes,
             sender=m.sender, secret=await self.secret(session),
+            robot=m.kind.automatic or is_robot_address(m.mail.from_address),
         )
         if search.match is None:
             return await self.new_ticket(session, m, created, note=search.note)
@@ -385,6 +386,7 @@ class Pipeline:
         addresses = [
             a for a in dict.fromkeys([*m.mail.to, *m.mail.cc])
             if a != m.mail.from_address and support_mailbox(a, self.mailboxes) is None and "@" in a
+            and not is_robot_address(a)
         ]
         if not addresses or self.max_followers == 0:
             return
