@@ -113,6 +113,10 @@ class Settings(BaseSettings):
     parse_processes: int = Field(default=2, ge=1, le=64)
     parse_memory_mb: int = Field(default=2048, ge=256)
     max_received_headers: int = Field(default=100, ge=2)  # RFC 5321 §6.3: a routing loop
+    smtp_max_connections_per_ip: int = Field(default=50, ge=1)
+    smtp_max_unknown_recipients: int = Field(default=20, ge=1)  # per session, then 421 and hang up
+    smtp_idle_seconds: float = Field(default=300.0, gt=0)
+    smtp_stress_idle_seconds: float = Field(default=10.0, gt=0)  # above 80% of max_connections
 
     @field_validator("support_addresses")
     @classmethod
