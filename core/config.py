@@ -83,7 +83,7 @@ class Settings(BaseSettings):
     smtp_relay_username: str | None = None
     smtp_relay_password: str | None = None
     smtp_relay_timeout: float = Field(default=30.0, gt=0)
-    mail_bounce_address: str | None = None  # envelope sender; default support+bounces@ of the mailbox
+    mail_bounce_address: str | None = None  # envelope sender base; +bounces-<token> is added (VERP)
     mail_concurrency: int = Field(default=8, ge=1, le=64)
     mail_retry_seconds: float = Field(default=30.0, gt=0)  # first retry; doubles per attempt
     mail_max_attempts: int = Field(default=8, ge=1)

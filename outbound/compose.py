@@ -17,7 +17,7 @@ from core.config import Settings
 from core.customers.models import Customer
 from core.events import OutboundDelivery, OutboxEvent
 from core.groups.models import Group
-from core.mail.tokens import INTERNAL, PUBLIC, make_token, reply_address
+from core.mail.tokens import BOUNCE_PREFIX, INTERNAL, PUBLIC, make_bounce_token, make_token, reply_address
 from core.secrets import REPLY_TOKEN_SECRET, server_secret
 from core.tickets.models import MessageId
 from outbound.recipients import TICKET_ASSIGNED, TICKET_CREATED, TICKET_NEW_COMMENT
@@ -47,13 +47,11 @@ async def mailbox_for(session: AsyncSession, settings: Settings, group_id: Any) 
     return Mailbox(address, name or group)
 
 
-def bounce_address(settings: Settings, mailbox: str) -> str:
-    """The envelope sender: bounces come back to the gateway (plus-addressing) and are
-    recognised as delivery reports, never mistaken for a customer writing to support."""
-    if settings.mail_bounce_address:
-        return settings.mail_bounce_address
-    local, _, domain = mailbox.partition("@")
-    return f"{local}+bounces@{domain}"
+def bounce_address(settings: Settings, mailbox: str, token: str) -> str:
+    """The envelope sender, per delivery (VERP): `support+bounces-<token>@…`. A delivery report
+    counts only when it comes back to it, naming the recipient the token was made for."""
+    local, _, domain = (settings.mail_bounce_address or mailbox).partition("@")
+    return f"{local.partition('+')[0]}+{BOUNCE_PREFIX}{token}@{domain}"
 
 
 def _auto_submitted(template: str, payload: dict[str, Any], acknowledgement: bool) -> str | None:
@@ -152,7 +150,10 @@ class Composer:
             auto_submitted=_auto_submitted(delivery.template, payload, acknowledgement),
             ticket_number=int(ticket["number"]),
         )
-        return build_message(envelope, text, html), bounce_address(self.settings, mailbox.address)
+        bounce_token = make_bounce_token(
+            await self.secret(session), delivery_id=delivery.id, recipient=delivery.recipient
+        )
+        return build_message(envelope, text, html), bounce_address(self.settings, mailbox.address, bounce_token)
 
     async def context(
         self, session: AsyncSession, template: str, payload: dict[str, Any], mailbox: Mailbox,

@@ -14,7 +14,7 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 
-from sqlalchemy import func, select, update
+from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.agents.models import Agent
@@ -34,6 +34,7 @@ from core.enums import (
 )
 from core.groups.service import group_service
 from core.ingest import prefetch
+from core.ingest.bounces import BounceCheck, check_bounce
 from core.ingest.parsing import MailParser
 from core.ingest.models import InboundMessage
 from core.ingest.threading import Sender, ThreadMatch, find_thread, has_thread_evidence
@@ -183,6 +184,14 @@ class Pipeline:
         return [outcomes[i] for i in range(len(batch))]
 
     async def decide(self, session: AsyncSession, m: Message, created: list[tuple[Ticket, str]]) -> Outcome:
+        bounce = await check_bounce(
+            session, kind=m.kind.kind, failed_recipients=m.mail.failed_recipients,
+            rcpt_tos=m.inbound.rcpt_tos, mailboxes=self.mailboxes, secret=await self.secret(session),
+        )
+        if bounce is not None:
+            return await self.delivery_report(session, m, bounce, created)
+        if not m.kind.automatic and m.sender.customer is not None and m.sender.customer.bouncing:
+            m.sender.customer.bouncing = False  # the address works again: it just wrote to us
         if not has_thread_evidence(m.mail, m.inbound.rcpt_tos, self.mailboxes):
             return await self.new_ticket(session, m, created)
         await session.flush()  # earlier messages of this batch may be what this one answers
@@ -194,6 +203,17 @@ class Pipeline:
         if search.match is None:
             return await self.new_ticket(session, m, created, note=search.note)
         return await self.reply(session, m, search.match, created)
+
+    async def delivery_report(
+        self, session: AsyncSession, m: Message, bounce: BounceCheck, created: list[tuple[Ticket, str]]
+    ) -> Outcome:
+        ticket = await session.get(Ticket, bounce.ticket_id) if bounce.ticket_id else None
+        if bounce.refusal is not None or ticket is None or ticket.deleted_at is not None:
+            return Outcome(
+                InboundStatus.quarantined, mail_kind=m.kind.kind.value,
+                reason=bounce.refusal or "delivery report for no live ticket",
+            )
+        return await self.reply(session, m, ThreadMatch(ticket, "bounce"), created)
 
     @staticmethod
     def duplicate_of(earlier_id: uuid.UUID, earlier: InboundMessage | Outcome) -> Outcome:
@@ -278,8 +298,6 @@ class Pipeline:
                 InboundStatus.quarantined, mail_kind=kind, matched_rule=rule,
                 reason=f"ticket #{ticket.number} received over {self.ticket_inbound_per_hour} messages in an hour",
             )
-        if m.kind.kind is MailKind.bounce:
-            await self.mark_bouncing(session, m.mail.failed_recipients)
         body = extract_reply(m.mail.text, m.mail.html_source)
         # the HTML rendering of a reply keeps no quoted history either (the raw original does)
         html = sanitize_html(strip_quoted_html(m.mail.html_source)) if m.mail.html_source else None
@@ -409,11 +427,6 @@ class Pipeline:
         )
         return (count or 0) >= self.ticket_inbound_per_hour
 
-    async def mark_bouncing(self, session: AsyncSession, addresses: list[str]) -> None:
-        if addresses:
-            await session.execute(
-                update(Customer).where(Customer.email.in_(addresses)).values(bouncing=True)
-            )
 
 
 def outcome_row(inbound: InboundMessage, outcome: Outcome, at: datetime) -> dict[str, object]:

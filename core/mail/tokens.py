@@ -71,3 +71,38 @@ def verify_token(secret: bytes, token: str, *, ticket_id: uuid.UUID, address: st
 def reply_address(mailbox: str, token: str) -> str:
     local, _, domain = mailbox.partition("@")
     return f"{local}+{token}@{domain}"
+
+
+# VERP: the envelope sender of each delivery is `support+bounces-<token>@…`, the token naming the
+# delivery and (by its MAC) the recipient, so a delivery report proves which mail to whom failed
+BOUNCE_PREFIX = "bounces-"
+_BOUNCE_LENGTH = 42  # base32 of 16 + 10 bytes, no padding
+
+
+def _bounce_mac(secret: bytes, delivery_id: uuid.UUID, recipient: str) -> bytes:
+    message = b"bounce\x00" + delivery_id.bytes + recipient.strip().lower().encode("utf-8")
+    return hmac.new(secret, message, hashlib.sha256).digest()[:_MAC_BYTES]
+
+
+def make_bounce_token(secret: bytes, *, delivery_id: uuid.UUID, recipient: str) -> str:
+    payload = delivery_id.bytes + _bounce_mac(secret, delivery_id, recipient)
+    return base64.b32encode(payload).decode().rstrip("=").lower()
+
+
+def bounce_delivery_id(token: str) -> uuid.UUID | None:
+    """The delivery a well-formed bounce token claims, unverified."""
+    if len(token) != _BOUNCE_LENGTH:
+        return None
+    try:
+        payload = base64.b32decode(token.upper() + "=" * 6)
+    except (binascii.Error, ValueError):
+        return None
+    return uuid.UUID(bytes=payload[:16])
+
+
+def verify_bounce_token(secret: bytes, token: str, *, delivery_id: uuid.UUID, recipient: str) -> bool:
+    try:
+        payload = base64.b32decode(token.upper() + "=" * 6)
+    except (binascii.Error, ValueError):
+        return False
+    return hmac.compare_digest(payload[16:], _bounce_mac(secret, delivery_id, recipient))

@@ -234,7 +234,9 @@ async def test_new_ticket_from_an_autoresponder_is_flagged_for_no_acknowledgemen
     assert [e.payload["mail_kind"] for e in events if e.topic.endswith("created")] == ["bulk"]
 
 
-async def test_bounce_of_our_notification_marks_the_recipient(gateway: Running) -> None:
+async def test_delivery_report_without_a_bounce_token_is_quarantined(gateway: Running) -> None:
+    """A DSN naming a customer, sent to the plain support address: anyone could forge it to
+    silence that customer. It counts only at a per-delivery bounce address (tests/outbound)."""
     ticket, _ = await new_ticket(gateway, "gone@mail.test")
     ours = f"{uuid.uuid4().hex}@helpdesk.localhost"
     async with gateway.db.unit_of_work() as session:
@@ -249,10 +251,11 @@ async def test_bounce_of_our_notification_marks_the_recipient(gateway: Running) 
         f"--R\r\nContent-Type: text/rfc822-headers\r\n\r\nMessage-ID: <{ours}>\r\nSubject: [#1] x\r\n\r\n--R--\r\n"
     ).encode()
     inbound = await deliver(gateway, dsn, mail_from="")
-    assert (inbound.ticket_id, inbound.matched_rule, inbound.mail_kind) == (ticket.id, "bounce", "bounce")
+    assert (inbound.status, inbound.mail_kind) == (InboundStatus.quarantined, "bounce")
+    assert "bounce address" in inbound.reason
     async with gateway.db.unit_of_work() as session:
         customer = await session.scalar(select(Customer).where(Customer.email == "gone@mail.test"))
-    assert customer.bouncing
+    assert not customer.bouncing
 
 
 async def test_mail_from_our_own_address_or_echoing_our_message_id_is_dropped(gateway: Running) -> None:
