@@ -117,6 +117,11 @@ class Settings(BaseSettings):
     smtp_max_unknown_recipients: int = Field(default=20, ge=1)  # per session, then 421 and hang up
     smtp_idle_seconds: float = Field(default=300.0, gt=0)
     smtp_stress_idle_seconds: float = Field(default=10.0, gt=0)  # above 80% of max_connections
+    # acknowledgements of new mail, per mailer process: all senders, and per sending host
+    ack_burst: int = Field(default=60, ge=0)
+    ack_per_hour: int = Field(default=600, ge=0)
+    ack_per_host_burst: int = Field(default=20, ge=0)
+    ack_per_host_per_hour: int = Field(default=120, ge=0)
 
     @field_validator("support_addresses")
     @classmethod

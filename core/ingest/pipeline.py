@@ -160,7 +160,7 @@ class Pipeline:
             session, {r[2].from_address: r[2].from_name for r in ready},
             customers_for={r[2].from_address for r in ready if r[4].kind is not MailKind.bounce},
         )
-        created: list[tuple[Ticket, str]] = []  # their events wait for the batch's flush
+        created: list[tuple[Ticket, str, str | None]] = []  # their events wait for the batch's flush
         with session.no_autoflush:
             for index, inbound, mail, route, kind in ready:
                 loop = self.loop_reason(mail, ours)
@@ -177,13 +177,13 @@ class Pipeline:
                 outcomes[index] = await self.decide(session, Message(inbound, mail, route, kind, sender), created)
         if created:
             await session.flush()  # the numbers the `created` events announce
-            for ticket, mail_kind in created:
-                ticket_service.announce_created(session, ticket, via="email", mail_kind=mail_kind)
+            for ticket, mail_kind, host in created:
+                ticket_service.announce_created(session, ticket, via="email", mail_kind=mail_kind, sending_host=host)
         for index, first in repeats.items():
             outcomes[index] = self.duplicate_of(batch[first].id, outcomes[first])
         return [outcomes[i] for i in range(len(batch))]
 
-    async def decide(self, session: AsyncSession, m: Message, created: list[tuple[Ticket, str]]) -> Outcome:
+    async def decide(self, session: AsyncSession, m: Message, created: list[tuple[Ticket, str, str | None]]) -> Outcome:
         bounce = await check_bounce(
             session, kind=m.kind.kind, failed_recipients=m.mail.failed_recipients,
             rcpt_tos=m.inbound.rcpt_tos, mailboxes=self.mailboxes, secret=await self.secret(session),
@@ -205,7 +205,7 @@ class Pipeline:
         return await self.reply(session, m, search.match, created)
 
     async def delivery_report(
-        self, session: AsyncSession, m: Message, bounce: BounceCheck, created: list[tuple[Ticket, str]]
+        self, session: AsyncSession, m: Message, bounce: BounceCheck, created: list[tuple[Ticket, str, str | None]]
     ) -> Outcome:
         ticket = await session.get(Ticket, bounce.ticket_id) if bounce.ticket_id else None
         if bounce.refusal is not None or ticket is None or ticket.deleted_at is not None:
@@ -238,7 +238,7 @@ class Pipeline:
         return None
 
     async def new_ticket(
-        self, session: AsyncSession, m: Message, created: list[tuple[Ticket, str]], *, note: str | None = None
+        self, session: AsyncSession, m: Message, created: list[tuple[Ticket, str, str | None]], *, note: str | None = None
     ) -> Outcome:
         if m.kind.kind is MailKind.bounce:
             return Outcome(
@@ -261,7 +261,7 @@ class Pipeline:
         )
 
     async def open_ticket(
-        self, session: AsyncSession, m: Message, requester: Customer, created: list[tuple[Ticket, str]],
+        self, session: AsyncSession, m: Message, requester: Customer, created: list[tuple[Ticket, str, str | None]],
         *, follow_up_of: Ticket | None = None,
     ) -> Ticket:
         """A new ticket, written with the batch; its `created` event follows the flush."""
@@ -274,11 +274,11 @@ class Pipeline:
             follow_up_of_id=follow_up_of.id if follow_up_of else None, mail_kind=m.kind.kind.value,
             announce=False,
         )
-        created.append((ticket, m.kind.kind.value))
+        created.append((ticket, m.kind.kind.value, m.inbound.peer if m.inbound.source == "smtp" else None))
         return ticket
 
     async def reply(
-        self, session: AsyncSession, m: Message, match: ThreadMatch, created: list[tuple[Ticket, str]]
+        self, session: AsyncSession, m: Message, match: ThreadMatch, created: list[tuple[Ticket, str, str | None]]
     ) -> Outcome:
         kind = m.kind.kind.value
         if match.unproven_agent:
