@@ -122,6 +122,10 @@ class Settings(BaseSettings):
     ack_per_hour: int = Field(default=600, ge=0)
     ack_per_host_burst: int = Field(default=20, ge=0)
     ack_per_host_per_hour: int = Field(default=120, ge=0)
+    # the API edge: invalid bearer tokens per client address, active tokens per agent
+    api_auth_failures_per_minute: int = Field(default=30, ge=0)
+    api_auth_failures_burst: int = Field(default=10, ge=1)
+    max_tokens_per_agent: int = Field(default=20, ge=1)
 
     @field_validator("support_addresses")
     @classmethod

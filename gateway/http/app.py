@@ -15,7 +15,7 @@ from gateway.http import (
     admin, deliveries, inbound, middleware, openapi, people, system, ticket_changes, tickets,
 )
 from core.agents.tokens import TokenCache
-from gateway.http.keys import DB, INTAKE, METRICS, RATE_LIMITER, SETTINGS, STORE, TOKEN_CACHE
+from gateway.http.keys import AUTH_FAILURES, DB, INTAKE, METRICS, RATE_LIMITER, SETTINGS, STORE, TOKEN_CACHE
 from gateway.http.ratelimit import RateLimiter
 
 # ticket_changes first: its `/tickets/update_many` must win over `/tickets/{ticket}`
@@ -48,6 +48,7 @@ def create_app(
     app[INTAKE] = intake
     app[TOKEN_CACHE] = TokenCache(ttl=settings.api_auth_cache_seconds)
     app[RATE_LIMITER] = RateLimiter(per_minute=settings.api_rate_per_minute, burst=settings.api_rate_burst)
+    app[AUTH_FAILURES] = RateLimiter(per_minute=settings.api_auth_failures_per_minute, burst=settings.api_auth_failures_burst)
     for table in ROUTE_TABLES:
         table.add_to(app)
     app[openapi.OPENAPI_KEY] = openapi.build(

@@ -20,6 +20,8 @@ STORE = web.AppKey("store", AttachmentStore)
 INTAKE = web.AppKey("intake", Intake)
 TOKEN_CACHE = web.AppKey("token_cache", TokenCache)
 RATE_LIMITER = web.AppKey("rate_limiter", RateLimiter)
+# invalid bearer tokens, per client address: guessing tokens is throttled before the database
+AUTH_FAILURES = web.AppKey("auth_failures", RateLimiter)
 
 # request-scoped
 SESSION = web.RequestKey("session", AsyncSession)
