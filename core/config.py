@@ -126,12 +126,28 @@ class Settings(BaseSettings):
     api_auth_failures_per_minute: int = Field(default=30, ge=0)
     api_auth_failures_burst: int = Field(default=10, ge=1)
     max_tokens_per_agent: int = Field(default=20, ge=1)
+    # who sent this: off | trust-mta (Authentication-Results of these authserv-ids) | check (DMARC here)
+    sender_verification: str = "check"
+    trusted_authserv_ids: str = ""  # comma-separated
+    dns_resolver: str | None = None  # host[:port] for verification lookups; default the system's
+    dns_timeout_seconds: float = Field(default=3.0, gt=0)
 
     @field_validator("support_addresses")
     @classmethod
     def _check_addresses(cls, value: str) -> str:
         parse_support_addresses(value)
         return value
+
+    @field_validator("sender_verification")
+    @classmethod
+    def _check_verification(cls, value: str) -> str:
+        if value not in ("off", "trust-mta", "check"):
+            raise ValueError("expected off, trust-mta or check")
+        return value
+
+    @cached_property
+    def trusted_authserv_id_set(self) -> frozenset[str]:
+        return frozenset(i.strip().lower() for i in self.trusted_authserv_ids.split(",") if i.strip())
 
     @field_validator("smtp_relay")
     @classmethod

@@ -14,6 +14,7 @@ from aiosmtpd.smtp import SMTP, Envelope, Session
 from core.config import Settings
 from core.ingest.intake import Intake, IntakeUnavailable, Submission
 from core.mail.addresses import support_mailbox
+from core.mail.authentication import strip_untrusted
 from core.metrics import Metrics
 
 log = logging.getLogger(__name__)
@@ -79,6 +80,8 @@ class IngressHandler:
             self.metrics.smtp_rejected.labels("routing_loop").inc()
             return ROUTING_LOOP
         peer = session.peer[0] if isinstance(session.peer, tuple) else str(session.peer)
+        # RFC 8601 §5: only our trusted MTAs' verdicts are kept; anyone can write such a header
+        raw = strip_untrusted(raw, self.settings.trusted_authserv_id_set)
         submission = Submission(
             mail_from=envelope.mail_from or "", rcpt_tos=list(envelope.rcpt_tos), raw=raw,
             peer=peer, helo=session.host_name,

@@ -47,6 +47,9 @@ async def mailbox_for(session: AsyncSession, settings: Settings, group_id: Any) 
     return Mailbox(address, name or group)
 
 
+FIXED_ACK_SUBJECT = "We received your request"
+
+
 def bounce_address(settings: Settings, mailbox: str, token: str) -> str:
     """The envelope sender, per delivery (VERP): `support+bounces-<token>@…`. A delivery report
     counts only when it comes back to it, naming the recipient the token was made for."""
@@ -140,9 +143,16 @@ class Composer:
         )
         is_agent = delivery.agent_name is not None
         name = (delivery.agent_name if is_agent else delivery.customer_name) or ""
+        acknowledgement = delivery.template == TICKET_CREATED and payload.get("via") == "email"
+        # to a sender nobody verified (maybe forged): a fixed text, nothing of what they wrote
+        # (no subject, no name), so a forged message cannot make us mail its words to anyone
+        blind = acknowledgement and payload.get("verified") is False
+        if blind:
+            name = ""
+            ticket = {**ticket, "subject": FIXED_ACK_SUBJECT}
+            payload = {**payload, "ticket": ticket}
         context = await self.context(session, delivery.template, payload, mailbox, name, is_agent)
         text, html = self.renderer.render(delivery.template, context)
-        acknowledgement = delivery.template == TICKET_CREATED and payload.get("via") == "email"
         envelope = Envelope(
             message_id=delivery.message_id, from_name=mailbox.group, from_address=mailbox.address,
             to_name=name, to_address=delivery.recipient, reply_to=reply_address(mailbox.address, token),

@@ -55,6 +55,8 @@ class InboundMessage(Base):
     retry_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     last_error: Mapped[str | None] = mapped_column(Text)
     processed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # the sender's authentication verdict, e.g. "dmarc=pass (p=reject) spf=pass dkim=pass via check"
+    auth_verdict: Mapped[str | None] = mapped_column(Text)
 
     # declared so one flush writes the ticket and comment before the row that points at them
     ticket: Mapped[Ticket | None] = relationship(lazy="raise", foreign_keys=[ticket_id])

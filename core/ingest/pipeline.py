@@ -11,7 +11,7 @@ import asyncio
 import logging
 import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta, timezone
 
 from sqlalchemy import func, select
@@ -36,11 +36,13 @@ from core.groups.service import group_service
 from core.ingest import prefetch
 from core.ingest.bounces import BounceCheck, check_bounce
 from core.ingest.parsing import MailParser
+from core.ingest.verification import Verifier
 from core.ingest.models import InboundMessage
 from core.ingest.threading import Sender, ThreadMatch, find_thread, has_thread_evidence
 from core.mail.addresses import support_mailbox
 from core.mail.classify import Classification, MailKind, classify, is_robot_address
 from core.mail.html import resolve_cids, sanitize_html, strip_quoted_html
+from core.mail.authentication import UNVERIFIED, Verdict
 from core.mail.limits import ParseLimits
 from core.mail.parse import ParsedMail, Unprocessable
 from core.mail.reply import extract_reply
@@ -62,6 +64,7 @@ class Outcome:
     comment_id: uuid.UUID | None = None
     duplicate_of_id: uuid.UUID | None = None
     mail_kind: str | None = None
+    auth_verdict: str | None = None
 
 
 @dataclass(frozen=True)
@@ -79,6 +82,7 @@ class Message:
     route: Route
     kind: Classification
     sender: Sender
+    verdict: Verdict = UNVERIFIED
 
 
 class Pipeline:
@@ -90,8 +94,10 @@ class Pipeline:
         max_followers: int = 10,
         ticket_inbound_per_hour: int = 30,
         parser: MailParser | None = None,
+        verifier: Verifier | None = None,
     ) -> None:
         self.parser = parser or MailParser(ParseLimits())
+        self.verifier = verifier or Verifier()
         self.mailboxes = mailboxes
         self.store = store
         self.max_followers = max_followers
@@ -122,6 +128,7 @@ class Pipeline:
             max_followers=settings.max_followers,
             ticket_inbound_per_hour=settings.ticket_inbound_per_hour,
             parser=MailParser.from_settings(settings),
+            verifier=Verifier.from_settings(settings),
         )
 
     async def run_batch(self, session: AsyncSession, batch: list[InboundMessage]) -> list[Outcome]:
@@ -155,14 +162,15 @@ class Pipeline:
             # waiting for their 250 in between
             await asyncio.sleep(0)
 
+        verdicts = await asyncio.gather(*(self.verifier.verdict(r[1]) for r in ready))
         ours = await prefetch.our_message_ids(session, (r[2].message_id or "" for r in ready))
         found = await prefetch.people(
             session, {r[2].from_address: r[2].from_name for r in ready},
             customers_for={r[2].from_address for r in ready if r[4].kind is not MailKind.bounce},
         )
-        created: list[tuple[Ticket, str, str | None]] = []  # their events wait for the batch's flush
+        created: list[tuple[Ticket, str, str | None, bool]] = []  # their events wait for the batch's flush
         with session.no_autoflush:
-            for index, inbound, mail, route, kind in ready:
+            for (index, inbound, mail, route, kind), verdict in zip(ready, verdicts, strict=True):
                 loop = self.loop_reason(mail, ours)
                 if loop is not None:
                     outcomes[index] = Outcome(InboundStatus.dropped, reason=loop, mail_kind=kind.kind.value)
@@ -174,22 +182,31 @@ class Pipeline:
                     light_agent=agent is not None and agent.role is AgentRole.light_agent,
                     customer=found.customers.get(mail.from_address),
                 )
-                outcomes[index] = await self.decide(session, Message(inbound, mail, route, kind, sender), created)
+                outcome = await self.decide(session, Message(inbound, mail, route, kind, sender, verdict), created)
+                outcomes[index] = replace(outcome, auth_verdict=verdict.summary())
         if created:
             await session.flush()  # the numbers the `created` events announce
-            for ticket, mail_kind, host in created:
-                ticket_service.announce_created(session, ticket, via="email", mail_kind=mail_kind, sending_host=host)
+            for ticket, mail_kind, host, verified in created:
+                ticket_service.announce_created(
+                    session, ticket, via="email", mail_kind=mail_kind, sending_host=host, verified=verified,
+                )
         for index, first in repeats.items():
             outcomes[index] = self.duplicate_of(batch[first].id, outcomes[first])
         return [outcomes[i] for i in range(len(batch))]
 
-    async def decide(self, session: AsyncSession, m: Message, created: list[tuple[Ticket, str, str | None]]) -> Outcome:
+    async def decide(self, session: AsyncSession, m: Message, created: list[tuple[Ticket, str, str | None, bool]]) -> Outcome:
         bounce = await check_bounce(
             session, kind=m.kind.kind, failed_recipients=m.mail.failed_recipients,
             rcpt_tos=m.inbound.rcpt_tos, mailboxes=self.mailboxes, secret=await self.secret(session),
         )
         if bounce is not None:
             return await self.delivery_report(session, m, bounce, created)
+        if m.verdict.spoofed:
+            return Outcome(
+                InboundStatus.quarantined, mail_kind=m.kind.kind.value,
+                reason=f"spoofed: the From domain's DMARC check failed and its policy is {m.verdict.policy} "
+                       f"({m.verdict.summary()})",
+            )
         if not m.kind.automatic and m.sender.customer is not None and m.sender.customer.bouncing:
             m.sender.customer.bouncing = False  # the address works again: it just wrote to us
         if not has_thread_evidence(m.mail, m.inbound.rcpt_tos, self.mailboxes):
@@ -198,14 +215,15 @@ class Pipeline:
         search = await find_thread(
             session, mail=m.mail, rcpt_tos=m.inbound.rcpt_tos, mailboxes=self.mailboxes,
             sender=m.sender, secret=await self.secret(session),
-            robot=m.kind.automatic or is_robot_address(m.mail.from_address),
+            # a subject tag is no proof of who wrote: only verified people may thread by it
+            robot=m.kind.automatic or is_robot_address(m.mail.from_address) or not m.verdict.verified,
         )
         if search.match is None:
             return await self.new_ticket(session, m, created, note=search.note)
         return await self.reply(session, m, search.match, created)
 
     async def delivery_report(
-        self, session: AsyncSession, m: Message, bounce: BounceCheck, created: list[tuple[Ticket, str, str | None]]
+        self, session: AsyncSession, m: Message, bounce: BounceCheck, created: list[tuple[Ticket, str, str | None, bool]]
     ) -> Outcome:
         ticket = await session.get(Ticket, bounce.ticket_id) if bounce.ticket_id else None
         if bounce.refusal is not None or ticket is None or ticket.deleted_at is not None:
@@ -238,7 +256,7 @@ class Pipeline:
         return None
 
     async def new_ticket(
-        self, session: AsyncSession, m: Message, created: list[tuple[Ticket, str, str | None]], *, note: str | None = None
+        self, session: AsyncSession, m: Message, created: list[tuple[Ticket, str, str | None, bool]], *, note: str | None = None
     ) -> Outcome:
         if m.kind.kind is MailKind.bounce:
             return Outcome(
@@ -261,7 +279,7 @@ class Pipeline:
         )
 
     async def open_ticket(
-        self, session: AsyncSession, m: Message, requester: Customer, created: list[tuple[Ticket, str, str | None]],
+        self, session: AsyncSession, m: Message, requester: Customer, created: list[tuple[Ticket, str, str | None, bool]],
         *, follow_up_of: Ticket | None = None,
     ) -> Ticket:
         """A new ticket, written with the batch; its `created` event follows the flush."""
@@ -274,11 +292,12 @@ class Pipeline:
             follow_up_of_id=follow_up_of.id if follow_up_of else None, mail_kind=m.kind.kind.value,
             announce=False,
         )
-        created.append((ticket, m.kind.kind.value, m.inbound.peer if m.inbound.source == "smtp" else None))
+        created.append((ticket, m.kind.kind.value, m.inbound.peer if m.inbound.source == "smtp" else None,
+                        m.verdict.verified))
         return ticket
 
     async def reply(
-        self, session: AsyncSession, m: Message, match: ThreadMatch, created: list[tuple[Ticket, str, str | None]]
+        self, session: AsyncSession, m: Message, match: ThreadMatch, created: list[tuple[Ticket, str, str | None, bool]]
     ) -> Outcome:
         kind = m.kind.kind.value
         if match.unproven_agent:
@@ -435,5 +454,5 @@ def outcome_row(inbound: InboundMessage, outcome: Outcome, at: datetime) -> dict
         "id": inbound.id, "status": outcome.status, "reason": outcome.reason,
         "matched_rule": outcome.matched_rule, "mail_kind": outcome.mail_kind,
         "ticket_id": outcome.ticket_id, "comment_id": outcome.comment_id,
-        "duplicate_of_id": outcome.duplicate_of_id, "processed_at": at,
+        "duplicate_of_id": outcome.duplicate_of_id, "processed_at": at, "auth_verdict": outcome.auth_verdict,
     }

@@ -1,4 +1,4 @@
-"""mail safety: work started on an inbound message, counted before the work
+"""mail safety: work started on an inbound message (counted before the work), sender verdicts
 
 Revision ID: 0007
 Revises: 0005
@@ -23,7 +23,9 @@ def upgrade() -> None:
         sa.Column('starts', sa.Integer(), server_default='1', nullable=False),
         sa.PrimaryKeyConstraint('inbound_id'),
     )
+    op.add_column('inbound_messages', sa.Column('auth_verdict', sa.Text(), nullable=True))
 
 
 def downgrade() -> None:
+    op.drop_column('inbound_messages', 'auth_verdict')
     op.drop_table('inbound_starts')

@@ -16,7 +16,7 @@ from core.ingest.models import InboundMessage
 from core.mail.tokens import make_token
 from core.secrets import REPLY_TOKEN_SECRET, server_secret
 from core.tickets.models import MessageId, Ticket, TicketComment, ticket_followers
-from tests.support.gateway import SUPPORT, Running, queued_id
+from tests.support.gateway import SUPPORT, Running, queued_id, verified
 
 
 def unique(prefix: str) -> str:
@@ -25,9 +25,11 @@ def unique(prefix: str) -> str:
 
 def email(
     sender: str, subject: str, body: str, *, in_reply_to: str | None = None,
-    cc: str | None = None, to: str = SUPPORT, headers: dict[str, str] | None = None,
+    cc: str | None = None, to: str = SUPPORT, headers: dict[str, str] | None = None, verified_by_mta: bool = True,
 ) -> tuple[bytes, str]:
     m = EmailMessage()
+    if verified_by_mta:
+        m["Authentication-Results"] = verified(sender)
     m["From"] = sender
     m["To"] = to
     if cc:
