@@ -98,6 +98,31 @@ class IngressHandler:
         return reply
 
 
+class _YieldingReader:
+    """aiosmtpd reads DATA line by line from a buffered stream, and a read of a buffered line
+    never yields: 400,000 short lines (a 3.6 MB message of empty MIME parts) held the event loop
+    for 0.18 s at a time. This reader gives the loop a turn every `EVERY` lines."""
+
+    EVERY = 256
+
+    def __init__(self, inner: asyncio.StreamReader) -> None:
+        object.__setattr__(self, "_inner", inner)
+        object.__setattr__(self, "_lines", 0)
+
+    async def readuntil(self, separator: bytes = b"\n") -> bytes:
+        lines = self._lines + 1
+        object.__setattr__(self, "_lines", lines)
+        if lines % self.EVERY == 0:
+            await asyncio.sleep(0)
+        return await self._inner.readuntil(separator)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._inner, name)
+
+    def __setattr__(self, name: str, value: Any) -> None:  # aiosmtpd swaps the transport on STARTTLS
+        setattr(self._inner, name, value)
+
+
 class IngressSMTP(SMTP):
     """aiosmtpd's server with RFC 3463 codes for size refusals and a connection count."""
 
@@ -135,6 +160,10 @@ class IngressSMTP(SMTP):
         if self._under_stress():
             for session in list(self._sessions):
                 session._stress()
+
+    def _cb_client_connected(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        super()._cb_client_connected(reader, writer)
+        self._reader = _YieldingReader(reader)  # type: ignore[assignment]
 
     def _under_stress(self) -> bool:
         return len(self._sessions) > STRESS_SHARE * self._max_connections
