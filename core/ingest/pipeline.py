@@ -35,14 +35,14 @@ from core.enums import (
 from core.groups.service import group_service
 from core.ingest import prefetch
 from core.ingest.bounces import BounceCheck, check_bounce
-from core.ingest.parsing import MailParser
-from core.ingest.verification import Verifier
 from core.ingest.models import InboundMessage
+from core.ingest.parsing import MailParser
 from core.ingest.threading import Sender, ThreadMatch, find_thread, has_thread_evidence
+from core.ingest.verification import Verifier
 from core.mail.addresses import support_mailbox
+from core.mail.authentication import UNVERIFIED, Verdict
 from core.mail.classify import Classification, MailKind, classify, is_robot_address
 from core.mail.html import resolve_cids, sanitize_html, strip_quoted_html
-from core.mail.authentication import UNVERIFIED, Verdict
 from core.mail.limits import ParseLimits
 from core.mail.parse import ParsedMail, Unprocessable
 from core.mail.reply import extract_reply
@@ -65,6 +65,11 @@ class Outcome:
     duplicate_of_id: uuid.UUID | None = None
     mail_kind: str | None = None
     auth_verdict: str | None = None
+
+
+# a ticket made in this batch: its mail kind, the sending host and whether the sender was
+# verified, for the `created` event that follows the batch's flush
+Created = tuple[Ticket, str, str | None, bool]
 
 
 @dataclass(frozen=True)
@@ -168,7 +173,7 @@ class Pipeline:
             session, {r[2].from_address: r[2].from_name for r in ready},
             customers_for={r[2].from_address for r in ready if r[4].kind is not MailKind.bounce},
         )
-        created: list[tuple[Ticket, str, str | None, bool]] = []  # their events wait for the batch's flush
+        created: list[Created] = []
         with session.no_autoflush:
             for (index, inbound, mail, route, kind), verdict in zip(ready, verdicts, strict=True):
                 loop = self.loop_reason(mail, ours)
@@ -194,7 +199,7 @@ class Pipeline:
             outcomes[index] = self.duplicate_of(batch[first].id, outcomes[first])
         return [outcomes[i] for i in range(len(batch))]
 
-    async def decide(self, session: AsyncSession, m: Message, created: list[tuple[Ticket, str, str | None, bool]]) -> Outcome:
+    async def decide(self, session: AsyncSession, m: Message, created: list[Created]) -> Outcome:
         bounce = await check_bounce(
             session, kind=m.kind.kind, failed_recipients=m.mail.failed_recipients,
             rcpt_tos=m.inbound.rcpt_tos, mailboxes=self.mailboxes, secret=await self.secret(session),
@@ -223,7 +228,7 @@ class Pipeline:
         return await self.reply(session, m, search.match, created)
 
     async def delivery_report(
-        self, session: AsyncSession, m: Message, bounce: BounceCheck, created: list[tuple[Ticket, str, str | None, bool]]
+        self, session: AsyncSession, m: Message, bounce: BounceCheck, created: list[Created]
     ) -> Outcome:
         ticket = await session.get(Ticket, bounce.ticket_id) if bounce.ticket_id else None
         if bounce.refusal is not None or ticket is None or ticket.deleted_at is not None:
@@ -256,7 +261,7 @@ class Pipeline:
         return None
 
     async def new_ticket(
-        self, session: AsyncSession, m: Message, created: list[tuple[Ticket, str, str | None, bool]], *, note: str | None = None
+        self, session: AsyncSession, m: Message, created: list[Created], *, note: str | None = None
     ) -> Outcome:
         if m.kind.kind is MailKind.bounce:
             return Outcome(
@@ -279,7 +284,7 @@ class Pipeline:
         )
 
     async def open_ticket(
-        self, session: AsyncSession, m: Message, requester: Customer, created: list[tuple[Ticket, str, str | None, bool]],
+        self, session: AsyncSession, m: Message, requester: Customer, created: list[Created],
         *, follow_up_of: Ticket | None = None,
     ) -> Ticket:
         """A new ticket, written with the batch; its `created` event follows the flush."""
@@ -297,7 +302,7 @@ class Pipeline:
         return ticket
 
     async def reply(
-        self, session: AsyncSession, m: Message, match: ThreadMatch, created: list[tuple[Ticket, str, str | None, bool]]
+        self, session: AsyncSession, m: Message, match: ThreadMatch, created: list[Created]
     ) -> Outcome:
         kind = m.kind.kind.value
         if match.unproven_agent:
