@@ -27,7 +27,7 @@ class Verifier:
         self.trusted = trusted
         self.timeout = timeout
         self.authserv_id = authserv_id
-        self.resolver = make_resolver(resolver, timeout) if mode == CHECK else None
+        self.resolver = make_resolver(resolver, timeout) if mode == CHECK else None  # one cache per process
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Verifier:

@@ -14,6 +14,8 @@ message is stored (RFC 8601 §5): nobody can pass a verdict off as ours or our M
 from __future__ import annotations
 
 import contextvars
+import functools
+import importlib.resources
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -22,9 +24,12 @@ import dns.exception
 import dns.name
 import dns.rdatatype
 import dns.resolver
+import authheaders
+import authheaders.dmarc_lookup
 import spf
 from authheaders import authenticate_message, check_dkim
 from authres import AuthenticationResultsHeader
+from publicsuffix2 import PublicSuffixList
 
 OFF, TRUST_MTA, CHECK = "off", "trust-mta", "check"
 MODES = (OFF, TRUST_MTA, CHECK)
@@ -135,15 +140,40 @@ def _spf_lookup(name: str, qtype: str, strict: bool = True, timeout: float = 20)
 spf.DNSLookup = _spf_lookup
 
 
-def make_resolver(nameserver: str | None, timeout: float) -> dns.resolver.Resolver | None:
-    """A resolver for `host:port` (tests point it at a DNS server on loopback), else None (the system's)."""
-    if not nameserver:
-        return None
-    host, _, port = nameserver.rpartition(":") if nameserver.count(":") == 1 else (nameserver, "", "53")
-    resolver = dns.resolver.Resolver(configure=False)
-    resolver.nameservers = [host]
-    resolver.port = int(port or 53)
+@functools.lru_cache(maxsize=1)
+def _suffix_list() -> PublicSuffixList:
+    with (importlib.resources.files("authheaders") / "public_suffix_list.txt").open(encoding="utf-8") as found:
+        return PublicSuffixList(found)
+
+
+@functools.lru_cache(maxsize=10_000)
+def _org_domain(domain: str) -> str:
+    return _suffix_list().get_public_suffix(domain)
+
+
+# authheaders builds the Public Suffix List from its file at every lookup (0.75 s a message
+# here); it is the same list each time: built once, and the answers remembered
+authheaders.get_org_domain = _org_domain
+authheaders.dmarc_lookup.get_org_domain = _org_domain
+
+
+def make_resolver(nameserver: str | None, timeout: float) -> dns.resolver.Resolver:
+    """A caching resolver: for `host:port` (tests point it at a DNS server on loopback), else
+    the system's configuration. Answers, NXDOMAIN included, are cached for their TTL: mail
+    comes from the same few domains again and again."""
+    if nameserver:
+        host, _, port = nameserver.rpartition(":") if nameserver.count(":") == 1 else (nameserver, "", "53")
+        resolver = dns.resolver.Resolver(configure=False)
+        resolver.nameservers = [host]
+        resolver.port = int(port or 53)
+    else:
+        try:
+            resolver = dns.resolver.Resolver()
+        except dns.resolver.NoResolverConfiguration:
+            resolver = dns.resolver.Resolver(configure=False)
+            resolver.nameservers = ["127.0.0.1"]
     resolver.lifetime = resolver.timeout = timeout
+    resolver.cache = dns.resolver.LRUCache(50_000)
     return resolver
 
 
