@@ -48,7 +48,7 @@ class Settings(BaseSettings):
     smtp_port: int = 2525
     smtp_hostname: str = "helpdesk.localhost"
     max_message_bytes: int = 26_214_400
-    max_recipients: int = Field(default=50, ge=1)
+    max_recipients: int = Field(default=100, ge=1)  # RFC 5321 §4.5.3.1.8: at least 100
     max_connections: int = Field(default=200, ge=1)
     smtp_drain_seconds: float = 10.0
     smtp_tls_cert: Path | None = None  # PEM; STARTTLS is offered when set
@@ -86,7 +86,7 @@ class Settings(BaseSettings):
     smtp_relay_username: str | None = None
     smtp_relay_password: str | None = None
     smtp_relay_timeout: float = Field(default=30.0, gt=0)
-    mail_bounce_address: str | None = None  # envelope sender; default support+bounces@ of the mailbox
+    mail_bounce_address: str | None = None  # envelope sender base; +bounces-<token> is added (VERP)
     mail_concurrency: int = Field(default=8, ge=1, le=64)
     mail_retry_seconds: float = Field(default=30.0, gt=0)  # first retry; doubles per attempt
     mail_max_attempts: int = Field(default=8, ge=1)
@@ -103,11 +103,54 @@ class Settings(BaseSettings):
     sla_warning_minutes: float = Field(default=30.0, ge=0)  # warn this long before a breach
     outbox_retention_hours: float = Field(default=168.0, gt=0)  # published events kept this long
 
+    # mail safety: bounds on parsing one message (over any: quarantined at once), loops, edges
+    parse_max_header_bytes: int = Field(default=262_144, ge=1024)
+    parse_max_encoded_words: int = Field(default=1000, ge=1)
+    parse_max_mime_depth: int = Field(default=50, ge=1, le=500)
+    parse_max_mime_parts: int = Field(default=1000, ge=1)
+    parse_max_attachments: int = Field(default=100, ge=0)
+    parse_max_references: int = Field(default=100, ge=1)
+    # larger messages are parsed in a process pool with this time (and memory) limit each
+    parse_inline_bytes: int = Field(default=262_144, ge=0)
+    parse_timeout_seconds: float = Field(default=20.0, gt=0)
+    parse_processes: int = Field(default=2, ge=1, le=64)
+    parse_memory_mb: int = Field(default=2048, ge=256)
+    max_received_headers: int = Field(default=100, ge=2)  # RFC 5321 §6.3: a routing loop
+    smtp_max_connections_per_ip: int = Field(default=50, ge=1)
+    smtp_max_unknown_recipients: int = Field(default=20, ge=1)  # per session, then 421 and hang up
+    smtp_idle_seconds: float = Field(default=300.0, gt=0)
+    smtp_stress_idle_seconds: float = Field(default=10.0, gt=0)  # above 80% of max_connections
+    # acknowledgements of new mail, per mailer process: all senders, and per sending host
+    ack_burst: int = Field(default=60, ge=0)
+    ack_per_hour: int = Field(default=600, ge=0)
+    ack_per_host_burst: int = Field(default=20, ge=0)
+    ack_per_host_per_hour: int = Field(default=120, ge=0)
+    # the API edge: invalid bearer tokens per client address, active tokens per agent
+    api_auth_failures_per_minute: int = Field(default=30, ge=0)
+    api_auth_failures_burst: int = Field(default=10, ge=1)
+    max_tokens_per_agent: int = Field(default=20, ge=1)
+    # who sent this: off | trust-mta (Authentication-Results of these authserv-ids) | check (DMARC here)
+    sender_verification: str = "check"
+    trusted_authserv_ids: str = ""  # comma-separated
+    dns_resolver: str | None = None  # host[:port] for verification lookups; default the system's
+    dns_timeout_seconds: float = Field(default=3.0, gt=0)
+
     @field_validator("support_addresses")
     @classmethod
     def _check_addresses(cls, value: str) -> str:
         parse_support_addresses(value)
         return value
+
+    @field_validator("sender_verification")
+    @classmethod
+    def _check_verification(cls, value: str) -> str:
+        if value not in ("off", "trust-mta", "check"):
+            raise ValueError("expected off, trust-mta or check")
+        return value
+
+    @cached_property
+    def trusted_authserv_id_set(self) -> frozenset[str]:
+        return frozenset(i.strip().lower() for i in self.trusted_authserv_ids.split(",") if i.strip())
 
     @field_validator("smtp_relay")
     @classmethod

@@ -17,7 +17,7 @@ from core.config import Settings
 from core.customers.models import Customer
 from core.events import OutboundDelivery, OutboxEvent
 from core.groups.models import Group
-from core.mail.tokens import make_token, reply_address
+from core.mail.tokens import BOUNCE_PREFIX, INTERNAL, PUBLIC, make_bounce_token, make_token, reply_address
 from core.secrets import REPLY_TOKEN_SECRET, server_secret
 from core.tickets.models import MessageId
 from outbound.recipients import TICKET_ASSIGNED, TICKET_CREATED, TICKET_NEW_COMMENT
@@ -47,13 +47,25 @@ async def mailbox_for(session: AsyncSession, settings: Settings, group_id: Any) 
     return Mailbox(address, name or group)
 
 
-def bounce_address(settings: Settings, mailbox: str) -> str:
-    """The envelope sender: bounces come back to the gateway (plus-addressing) and are
-    recognised as delivery reports, never mistaken for a customer writing to support."""
-    if settings.mail_bounce_address:
-        return settings.mail_bounce_address
-    local, _, domain = mailbox.partition("@")
-    return f"{local}+bounces@{domain}"
+FIXED_ACK_SUBJECT = "We received your request"
+
+
+def bounce_address(settings: Settings, mailbox: str, token: str) -> str:
+    """The envelope sender, per delivery (VERP): `support+bounces-<token>@…`. A delivery report
+    counts only when it comes back to it, naming the recipient the token was made for."""
+    local, _, domain = (settings.mail_bounce_address or mailbox).partition("@")
+    return f"{local.partition('+')[0]}+{BOUNCE_PREFIX}{token}@{domain}"
+
+
+def _auto_submitted(template: str, payload: dict[str, Any], acknowledgement: bool) -> str | None:
+    """RFC 3834: what a machine wrote is marked; an agent's own public reply is a person's mail
+    (marking it would make the customer's mail system treat it as a robot's and drop replies)."""
+    if acknowledgement:
+        return "auto-replied"
+    comment = payload.get("comment") or {}
+    if template == TICKET_NEW_COMMENT and comment.get("author_type") == "agent" and comment.get("visibility") == "public":
+        return None
+    return "auto-generated"
 
 
 def new_message_id(mailbox: str) -> str:
@@ -122,23 +134,36 @@ class Composer:
             payload = event.payload
         ticket = payload["ticket"]
         mailbox = await self.mailbox(session, ticket.get("group_id"))
+        # a reply to an internal note must stay internal: its Reply-To says so (core.mail.tokens)
+        internal = (payload.get("comment") or {}).get("visibility") == "internal"
         token = make_token(
             await self.secret(session), ticket_number=int(ticket["number"]),
             ticket_id=uuid.UUID(str(ticket["id"])), address=delivery.recipient,
+            scope=INTERNAL if internal else PUBLIC,
         )
         is_agent = delivery.agent_name is not None
         name = (delivery.agent_name if is_agent else delivery.customer_name) or ""
+        acknowledgement = delivery.template == TICKET_CREATED and payload.get("via") == "email"
+        # to a sender nobody verified (maybe forged): a fixed text, nothing of what they wrote
+        # (no subject, no name), so a forged message cannot make us mail its words to anyone
+        blind = acknowledgement and payload.get("verified") is False
+        if blind:
+            name = ""
+            ticket = {**ticket, "subject": FIXED_ACK_SUBJECT}
+            payload = {**payload, "ticket": ticket}
         context = await self.context(session, delivery.template, payload, mailbox, name, is_agent)
         text, html = self.renderer.render(delivery.template, context)
-        acknowledgement = delivery.template == TICKET_CREATED and payload.get("via") == "email"
         envelope = Envelope(
             message_id=delivery.message_id, from_name=mailbox.group, from_address=mailbox.address,
             to_name=name, to_address=delivery.recipient, reply_to=reply_address(mailbox.address, token),
             subject=str(ticket.get("subject") or ""), thread=list(delivery.thread or []),
-            auto_submitted="auto-replied" if acknowledgement else "auto-generated",
+            auto_submitted=_auto_submitted(delivery.template, payload, acknowledgement),
             ticket_number=int(ticket["number"]),
         )
-        return build_message(envelope, text, html), bounce_address(self.settings, mailbox.address)
+        bounce_token = make_bounce_token(
+            await self.secret(session), delivery_id=delivery.id, recipient=delivery.recipient
+        )
+        return build_message(envelope, text, html), bounce_address(self.settings, mailbox.address, bounce_token)
 
     async def context(
         self, session: AsyncSession, template: str, payload: dict[str, Any], mailbox: Mailbox,

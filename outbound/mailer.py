@@ -31,7 +31,8 @@ from core.events import OutboundDelivery
 from core.metrics import Metrics
 from core.tickets.models import MessageId, Ticket
 from outbound.compose import CannotCompose, Composer, lock_delivery, new_message_id
-from outbound.recipients import recipients_for, screen
+from outbound.budget import AckBudget
+from outbound.recipients import TICKET_CREATED, Screened, recipients_for, screen
 from outbound.transport import PermanentFailure, TemporaryFailure, Transport
 
 log = logging.getLogger(__name__)
@@ -77,6 +78,9 @@ class Mailer:
         self.transport = transport
         self.metrics = metrics
         self.composer = Composer(settings)
+        self.ack_budget = AckBudget(
+            settings.ack_burst, settings.ack_per_hour, settings.ack_per_host_burst, settings.ack_per_host_per_hour,
+        )
         self._stopping = asyncio.Event()
         self._sweeper: asyncio.Task[None] | None = None
 
@@ -149,6 +153,7 @@ class Mailer:
                 session, await recipients_for(session, event), mailboxes=self.settings.support_mailboxes,
                 auto_per_hour=self.settings.auto_replies_per_hour, planned=counted,
             )
+            screened = self._within_ack_budget(event, screened)
             for recipient, reason in screened.suppressed:
                 self.metrics.mail_suppressed.labels(reason).inc()
                 log.info("event %s: no %s to %s (%s)", event_id, recipient.template, recipient.address, reason)
@@ -183,6 +188,19 @@ class Mailer:
             )
         order = {row["id"]: n for n, row in enumerate(rows)}
         return [(r.event_id, r.id) for r in sorted(inserted, key=lambda r: order[r.id])]
+
+    def _within_ack_budget(self, event: dict[str, Any], screened: Screened) -> Screened:
+        """Acknowledgements of mail beyond the global or the sending host's budget are not sent."""
+        if event.get("type") != "created" or event.get("via") != "email":
+            return screened
+        accepted, suppressed = [], list(screened.suppressed)
+        for recipient in screened.accepted:
+            spent = self.ack_budget.take(event.get("sending_host")) if recipient.template == TICKET_CREATED else None
+            if spent is None:
+                accepted.append(recipient)
+            else:
+                suppressed.append((recipient, f"ack_budget_{spent}"))
+        return Screened(accepted, suppressed)
 
     async def attempt(self, delivery_id: uuid.UUID, payload: dict[str, Any] | None = None) -> None:
         """Sends one pending delivery unless another worker holds it or it is already done."""

@@ -74,7 +74,8 @@ class Envelope:
     reply_to: str
     subject: str
     thread: list[str]
-    auto_submitted: str  # auto-generated | auto-replied
+    # auto-generated | auto-replied; None for a person's words (an agent's public reply, RFC 3834 §5)
+    auto_submitted: str | None
     ticket_number: int
 
 
@@ -115,10 +116,9 @@ def _headers(envelope: Envelope) -> list[tuple[str, Any]]:
     in_reply_to, references = thread_headers(envelope.thread)
     if in_reply_to and references:
         headers += [("In-Reply-To", in_reply_to), ("References", references)]
-    return headers + [
-        ("Auto-Submitted", envelope.auto_submitted), ("X-Auto-Response-Suppress", "All"),
-        ("X-Helpdesk-Ticket", str(envelope.ticket_number)),
-    ]
+    if envelope.auto_submitted:
+        headers.append(("Auto-Submitted", envelope.auto_submitted))
+    return headers + [("X-Auto-Response-Suppress", "All"), ("X-Helpdesk-Ticket", str(envelope.ticket_number))]
 
 
 def _unicode_address(name: str, address: str) -> Address:
@@ -141,7 +141,8 @@ def _build_unicode(envelope: Envelope, text: str, html: str) -> EmailMessage:
     if in_reply_to and references:
         msg["In-Reply-To"] = in_reply_to
         msg["References"] = references
-    msg["Auto-Submitted"] = envelope.auto_submitted
+    if envelope.auto_submitted:
+        msg["Auto-Submitted"] = envelope.auto_submitted
     msg["X-Auto-Response-Suppress"] = "All"
     msg["X-Helpdesk-Ticket"] = str(envelope.ticket_number)
     msg.set_content(text)

@@ -46,7 +46,7 @@ class TokenIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     name: Annotated[str, StringConstraints(strip_whitespace=True, max_length=255)] = ""
-    agent_id: uuid.UUID | None = None  # admins may issue tokens for other agents
+    agent_id: uuid.UUID | None = None  # only your own id: tokens are issued to their own agent
 
 
 class TokenOut(BaseModel):

@@ -25,6 +25,7 @@ class CustomerUpdate(BaseModel):
     email: EmailAddress | None = None
     name: Name | None = None
     organization_id: uuid.UUID | None = None
+    bouncing: bool | None = None  # false: mail to the address again (after a bounce was fixed)
 
 
 class CustomerOut(BaseModel):

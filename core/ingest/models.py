@@ -55,7 +55,23 @@ class InboundMessage(Base):
     retry_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     last_error: Mapped[str | None] = mapped_column(Text)
     processed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # the sender's authentication verdict, e.g. "dmarc=pass (p=reject) spf=pass dkim=pass via check"
+    auth_verdict: Mapped[str | None] = mapped_column(Text)
 
     # declared so one flush writes the ticket and comment before the row that points at them
     ticket: Mapped[Ticket | None] = relationship(lazy="raise", foreign_keys=[ticket_id])
     comment: Mapped[TicketComment | None] = relationship(lazy="raise", foreign_keys=[comment_id])
+
+
+class InboundStart(Base):
+    """How often the runner began work on a pending message, committed before the work.
+
+    Written outside the claiming transaction (and with no foreign key, whose check would wait
+    on the claim's row lock): a message that kills the process leaves a count behind, so it is
+    quarantined after `ingest_max_attempts` crashes instead of killing every restart.
+    """
+
+    __tablename__ = "inbound_starts"
+
+    inbound_id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
+    starts: Mapped[int] = mapped_column(Integer, default=1, server_default="1")

@@ -11,10 +11,10 @@ import asyncio
 import logging
 import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta, timezone
 
-from sqlalchemy import func, select, update
+from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.agents.models import Agent
@@ -24,6 +24,7 @@ from core.config import Settings
 from core.customers.models import Customer
 from core.customers.service import customer_service
 from core.enums import (
+    AgentRole,
     AuthorType,
     Channel,
     InboundStatus,
@@ -33,12 +34,17 @@ from core.enums import (
 )
 from core.groups.service import group_service
 from core.ingest import prefetch
+from core.ingest.bounces import BounceCheck, check_bounce
 from core.ingest.models import InboundMessage
+from core.ingest.parsing import MailParser
 from core.ingest.threading import Sender, ThreadMatch, find_thread, has_thread_evidence
+from core.ingest.verification import Verifier
 from core.mail.addresses import support_mailbox
-from core.mail.classify import Classification, MailKind, classify
-from core.mail.html import resolve_cids
-from core.mail.parse import ParsedMail, Unprocessable, parse
+from core.mail.authentication import UNVERIFIED, Verdict
+from core.mail.classify import Classification, MailKind, classify, is_robot_address
+from core.mail.html import resolve_cids, sanitize_html, strip_quoted_html
+from core.mail.limits import ParseLimits
+from core.mail.parse import ParsedMail, Unprocessable
 from core.mail.reply import extract_reply, extract_reply_html
 from core.secrets import REPLY_TOKEN_SECRET, server_secret
 from core.tickets.models import Ticket, TicketComment
@@ -58,6 +64,12 @@ class Outcome:
     comment_id: uuid.UUID | None = None
     duplicate_of_id: uuid.UUID | None = None
     mail_kind: str | None = None
+    auth_verdict: str | None = None
+
+
+# a ticket made in this batch: its mail kind, the sending host and whether the sender was
+# verified, for the `created` event that follows the batch's flush
+Created = tuple[Ticket, str, str | None, bool]
 
 
 @dataclass(frozen=True)
@@ -75,6 +87,7 @@ class Message:
     route: Route
     kind: Classification
     sender: Sender
+    verdict: Verdict = UNVERIFIED
 
 
 class Pipeline:
@@ -85,7 +98,11 @@ class Pipeline:
         store: AttachmentStore,
         max_followers: int = 10,
         ticket_inbound_per_hour: int = 30,
+        parser: MailParser | None = None,
+        verifier: Verifier | None = None,
     ) -> None:
+        self.parser = parser or MailParser(ParseLimits())
+        self.verifier = verifier or Verifier()
         self.mailboxes = mailboxes
         self.store = store
         self.max_followers = max_followers
@@ -115,6 +132,8 @@ class Pipeline:
             store=AttachmentStore(settings.attachments_dir),
             max_followers=settings.max_followers,
             ticket_inbound_per_hour=settings.ticket_inbound_per_hour,
+            parser=MailParser.from_settings(settings),
+            verifier=Verifier.from_settings(settings),
         )
 
     async def run_batch(self, session: AsyncSession, batch: list[InboundMessage]) -> list[Outcome]:
@@ -137,7 +156,7 @@ class Pipeline:
                 continue
             first_in_batch[key] = index
             try:
-                mail = parse(inbound.raw)
+                mail = await self.parser.parse(inbound.raw)
                 route = self.route(inbound)
             except Unprocessable as exc:
                 outcomes[index] = Outcome(InboundStatus.quarantined, reason=exc.reason)
@@ -148,42 +167,76 @@ class Pipeline:
             # waiting for their 250 in between
             await asyncio.sleep(0)
 
+        verdicts = await asyncio.gather(*(self.verifier.verdict(r[1]) for r in ready))
         ours = await prefetch.our_message_ids(session, (r[2].message_id or "" for r in ready))
         found = await prefetch.people(
             session, {r[2].from_address: r[2].from_name for r in ready},
             customers_for={r[2].from_address for r in ready if r[4].kind is not MailKind.bounce},
         )
-        created: list[tuple[Ticket, str]] = []  # their events wait for the batch's flush
+        created: list[Created] = []
         with session.no_autoflush:
-            for index, inbound, mail, route, kind in ready:
+            for (index, inbound, mail, route, kind), verdict in zip(ready, verdicts, strict=True):
                 loop = self.loop_reason(mail, ours)
                 if loop is not None:
                     outcomes[index] = Outcome(InboundStatus.dropped, reason=loop, mail_kind=kind.kind.value)
                     continue
+                agent = found.agents.get(mail.from_address)
                 sender = Sender(
-                    address=mail.from_address, agent_id=found.agents.get(mail.from_address),
+                    address=mail.from_address, agent_id=agent.id if agent else None,
+                    agent_active=agent.active if agent else True,
+                    light_agent=agent is not None and agent.role is AgentRole.light_agent,
                     customer=found.customers.get(mail.from_address),
                 )
-                outcomes[index] = await self.decide(session, Message(inbound, mail, route, kind, sender), created)
+                outcome = await self.decide(session, Message(inbound, mail, route, kind, sender, verdict), created)
+                outcomes[index] = replace(outcome, auth_verdict=verdict.summary())
         if created:
             await session.flush()  # the numbers the `created` events announce
-            for ticket, mail_kind in created:
-                ticket_service.announce_created(session, ticket, via="email", mail_kind=mail_kind)
+            for ticket, mail_kind, host, verified in created:
+                ticket_service.announce_created(
+                    session, ticket, via="email", mail_kind=mail_kind, sending_host=host, verified=verified,
+                )
         for index, first in repeats.items():
             outcomes[index] = self.duplicate_of(batch[first].id, outcomes[first])
         return [outcomes[i] for i in range(len(batch))]
 
-    async def decide(self, session: AsyncSession, m: Message, created: list[tuple[Ticket, str]]) -> Outcome:
+    async def decide(self, session: AsyncSession, m: Message, created: list[Created]) -> Outcome:
+        bounce = await check_bounce(
+            session, kind=m.kind.kind, failed_recipients=m.mail.failed_recipients,
+            rcpt_tos=m.inbound.rcpt_tos, mailboxes=self.mailboxes, secret=await self.secret(session),
+        )
+        if bounce is not None:
+            return await self.delivery_report(session, m, bounce, created)
+        if m.verdict.spoofed:
+            return Outcome(
+                InboundStatus.quarantined, mail_kind=m.kind.kind.value,
+                reason=f"spoofed: the From domain's DMARC check failed and its policy is {m.verdict.policy} "
+                       f"({m.verdict.summary()})",
+            )
+        if not m.kind.automatic and m.sender.customer is not None and m.sender.customer.bouncing:
+            m.sender.customer.bouncing = False  # the address works again: it just wrote to us
         if not has_thread_evidence(m.mail, m.inbound.rcpt_tos, self.mailboxes):
             return await self.new_ticket(session, m, created)
         await session.flush()  # earlier messages of this batch may be what this one answers
         search = await find_thread(
             session, mail=m.mail, rcpt_tos=m.inbound.rcpt_tos, mailboxes=self.mailboxes,
             sender=m.sender, secret=await self.secret(session),
+            # a subject tag is no proof of who wrote: only verified people may thread by it
+            robot=m.kind.automatic or is_robot_address(m.mail.from_address) or not m.verdict.verified,
         )
         if search.match is None:
             return await self.new_ticket(session, m, created, note=search.note)
         return await self.reply(session, m, search.match, created)
+
+    async def delivery_report(
+        self, session: AsyncSession, m: Message, bounce: BounceCheck, created: list[Created]
+    ) -> Outcome:
+        ticket = await session.get(Ticket, bounce.ticket_id) if bounce.ticket_id else None
+        if bounce.refusal is not None or ticket is None or ticket.deleted_at is not None:
+            return Outcome(
+                InboundStatus.quarantined, mail_kind=m.kind.kind.value,
+                reason=bounce.refusal or "delivery report for no live ticket",
+            )
+        return await self.reply(session, m, ThreadMatch(ticket, "bounce"), created)
 
     @staticmethod
     def duplicate_of(earlier_id: uuid.UUID, earlier: InboundMessage | Outcome) -> Outcome:
@@ -208,7 +261,7 @@ class Pipeline:
         return None
 
     async def new_ticket(
-        self, session: AsyncSession, m: Message, created: list[tuple[Ticket, str]], *, note: str | None = None
+        self, session: AsyncSession, m: Message, created: list[Created], *, note: str | None = None
     ) -> Outcome:
         if m.kind.kind is MailKind.bounce:
             return Outcome(
@@ -231,7 +284,7 @@ class Pipeline:
         )
 
     async def open_ticket(
-        self, session: AsyncSession, m: Message, requester: Customer, created: list[tuple[Ticket, str]],
+        self, session: AsyncSession, m: Message, requester: Customer, created: list[Created],
         *, follow_up_of: Ticket | None = None,
     ) -> Ticket:
         """A new ticket, written with the batch; its `created` event follows the flush."""
@@ -244,17 +297,23 @@ class Pipeline:
             follow_up_of_id=follow_up_of.id if follow_up_of else None, mail_kind=m.kind.kind.value,
             announce=False,
         )
-        created.append((ticket, m.kind.kind.value))
+        created.append((ticket, m.kind.kind.value, m.inbound.peer if m.inbound.source == "smtp" else None,
+                        m.verdict.verified))
         return ticket
 
     async def reply(
-        self, session: AsyncSession, m: Message, match: ThreadMatch, created: list[tuple[Ticket, str]]
+        self, session: AsyncSession, m: Message, match: ThreadMatch, created: list[Created]
     ) -> Outcome:
         kind = m.kind.kind.value
         if match.unproven_agent:
             return Outcome(
                 InboundStatus.quarantined, mail_kind=kind, matched_rule=match.rule,
                 reason="from an agent's address without a valid reply token (possible forgery)",
+            )
+        if m.sender.agent_id is not None and not m.sender.agent_active:
+            return Outcome(
+                InboundStatus.quarantined, mail_kind=kind, matched_rule=match.rule,
+                reason="agent_inactive: from a deactivated agent's address; its reply tokens are void",
             )
         ticket = await ticket_service.resolve_merged(session, match.ticket)
         rule = match.rule if ticket is match.ticket else f"{match.rule}+merged"
@@ -263,19 +322,20 @@ class Pipeline:
                 InboundStatus.quarantined, mail_kind=kind, matched_rule=rule,
                 reason=f"ticket #{ticket.number} received over {self.ticket_inbound_per_hour} messages in an hour",
             )
-        if m.kind.kind is MailKind.bounce:
-            await self.mark_bouncing(session, m.mail.failed_recipients)
         body = extract_reply(m.mail.text, m.mail.html_source)
-        # the stored HTML is cut where the new text ends (when its text agrees), so both views agree
-        html_body = extract_reply_html(m.mail.text, m.mail.html_source) or m.mail.html
+        # the stored HTML is cut where the new text ends (when its text agrees, so both views
+        # agree); failing that, its quoted containers are removed (the raw original keeps all)
+        html = extract_reply_html(m.mail.text, m.mail.html_source) or (
+            sanitize_html(strip_quoted_html(m.mail.html_source)) if m.mail.html_source else None
+        )
         if ticket.status is TicketStatus.closed and not m.kind.automatic:
             requester = m.sender.customer or await customer_service.find_or_create(
                 session, email=m.mail.from_address, name=m.mail.from_name
             )
             follow_up = await self.open_ticket(session, m, requester, created, follow_up_of=ticket)
             comment = await self.comment(
-                session, m, follow_up, body=body, rule=rule, author_customer_id=requester.id,
-                first=True, html_body=html_body,
+                session, m, follow_up, body=body, html=html, rule=rule, author_customer_id=requester.id,
+                first=True,
             )
             return Outcome(
                 InboundStatus.processed, matched_rule=rule, ticket_id=follow_up.id,
@@ -283,24 +343,27 @@ class Pipeline:
                 reason=f"follow-up of closed ticket #{ticket.number}",
             )
         as_agent = m.sender.agent_id is not None and match.rule == "token"
+        # an agent's reply to an internal note, or any light agent's reply, never reaches a customer
+        internal = as_agent and (match.internal or m.sender.light_agent)
         comment = await self.comment(
-            session, m, ticket, body=body, rule=rule,
+            session, m, ticket, body=body, html=html, rule=rule,
             author_customer_id=None if as_agent else m.sender.customer_id,
-            author_agent_id=m.sender.agent_id if as_agent else None, html_body=html_body,
+            author_agent_id=m.sender.agent_id if as_agent else None, internal=internal,
         )
         if not m.kind.automatic:
-            await self.after_human_reply(session, m, ticket, as_agent=as_agent, rule=match.rule)
+            await self.after_human_reply(session, m, ticket, as_agent=as_agent, rule=match.rule, internal=internal)
         return Outcome(
             InboundStatus.processed, matched_rule=rule, ticket_id=ticket.id,
             comment_id=comment.id, mail_kind=kind,
         )
 
     async def after_human_reply(
-        self, session: AsyncSession, m: Message, ticket: Ticket, *, as_agent: bool, rule: str
+        self, session: AsyncSession, m: Message, ticket: Ticket, *, as_agent: bool, rule: str,
+        internal: bool = False,
     ) -> None:
         actor = (AuthorType.agent, m.sender.agent_id) if as_agent else (AuthorType.customer, m.sender.customer_id)
         if as_agent:
-            if ticket.first_response_at is None:
+            if ticket.first_response_at is None and not internal:  # a note answers nobody
                 ticket.first_response_at = utcnow()
             target = TicketStatus.open if ticket.status is TicketStatus.new else None
         else:
@@ -310,7 +373,8 @@ class Pipeline:
             await ticket_service.set_status(
                 session, ticket, target, actor_type=actor[0], actor_id=actor[1], via="email"
             )
-        if rule == "token":
+        # an agent's CCs are not the customer's choice of audience: who follows is changed in the API
+        if rule == "token" and not as_agent:
             await self.add_cc_followers(session, m, ticket)
 
     async def comment(
@@ -321,10 +385,11 @@ class Pipeline:
         *,
         body: str,
         rule: str,
+        html: str | None = None,
         author_customer_id: uuid.UUID | None = None,
         author_agent_id: uuid.UUID | None = None,
         first: bool = False,
-        html_body: str | None = None,
+        internal: bool = False,
     ) -> TicketComment:
         """The mail as a comment: automatic mail is kept internal, so nothing answers it."""
         comment = await ticket_service.add_comment(
@@ -333,8 +398,8 @@ class Pipeline:
                 AuthorType.customer if author_customer_id else AuthorType.system
             ),
             author_customer_id=author_customer_id, author_agent_id=author_agent_id,
-            body=body, html_body=html_body or m.mail.html, inbound_message_id=m.inbound.id,
-            visibility=Visibility.internal if m.kind.automatic else Visibility.public,
+            body=body, html_body=html if html is not None else m.mail.html, inbound_message_id=m.inbound.id,
+            visibility=Visibility.internal if m.kind.automatic or internal else Visibility.public,
             matched_rule=rule, mail_kind=m.kind.kind.value, via="email", announce=not first,
         )
         await self.store_attachments(session, comment, m.mail)
@@ -366,6 +431,7 @@ class Pipeline:
         addresses = [
             a for a in dict.fromkeys([*m.mail.to, *m.mail.cc])
             if a != m.mail.from_address and support_mailbox(a, self.mailboxes) is None and "@" in a
+            and not is_robot_address(a)
         ]
         if not addresses or self.max_followers == 0:
             return
@@ -388,11 +454,6 @@ class Pipeline:
         )
         return (count or 0) >= self.ticket_inbound_per_hour
 
-    async def mark_bouncing(self, session: AsyncSession, addresses: list[str]) -> None:
-        if addresses:
-            await session.execute(
-                update(Customer).where(Customer.email.in_(addresses)).values(bouncing=True)
-            )
 
 
 def outcome_row(inbound: InboundMessage, outcome: Outcome, at: datetime) -> dict[str, object]:
@@ -401,5 +462,5 @@ def outcome_row(inbound: InboundMessage, outcome: Outcome, at: datetime) -> dict
         "id": inbound.id, "status": outcome.status, "reason": outcome.reason,
         "matched_rule": outcome.matched_rule, "mail_kind": outcome.mail_kind,
         "ticket_id": outcome.ticket_id, "comment_id": outcome.comment_id,
-        "duplicate_of_id": outcome.duplicate_of_id, "processed_at": at,
+        "duplicate_of_id": outcome.duplicate_of_id, "processed_at": at, "auth_verdict": outcome.auth_verdict,
     }

@@ -73,22 +73,30 @@ async def our_message_ids(session: AsyncSession, message_ids: Iterable[str]) -> 
     ))
 
 
+@dataclass(frozen=True)
+class AgentRef:
+    id: uuid.UUID
+    active: bool
+    role: AgentRole
+
+
 @dataclass
 class People:
-    agents: dict[str, uuid.UUID] = field(default_factory=dict)
+    # every agent's address, deactivated ones too: their mail must never pass for a customer's
+    agents: dict[str, AgentRef] = field(default_factory=dict)
     customers: dict[str, Customer] = field(default_factory=dict)
 
 
 async def people(session: AsyncSession, senders: dict[str, str], *, customers_for: set[str]) -> People:
-    """Active agents among `senders` (address -> display name), and customers for the
+    """Agents among `senders` (address -> display name), and customers for the
     addresses in `customers_for`, created (with their organization by domain) if new."""
     found = People()
     if not senders:
         return found
     rows = await session.execute(
-        select(Agent.email, Agent.id).where(Agent.email.in_(list(senders)), Agent.active.is_(True))
+        select(Agent.email, Agent.id, Agent.active, Agent.role).where(Agent.email.in_(list(senders)))
     )
-    found.agents = {email: agent_id for email, agent_id in rows}
+    found.agents = {email: AgentRef(agent_id, active, role) for email, agent_id, active, role in rows}
     wanted = sorted(customers_for - set(found.agents))
     if not wanted:
         return found

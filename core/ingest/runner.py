@@ -14,12 +14,13 @@ import uuid
 from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
 
-from sqlalchemy import or_, select, update
+from sqlalchemy import delete, or_, select, update
+from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.db import Database
 from core.enums import InboundStatus
-from core.ingest.models import InboundMessage
+from core.ingest.models import InboundMessage, InboundStart
 from core.ingest.pipeline import Outcome, Pipeline, outcome_row
 from core.metrics import Metrics
 from core.pacing import step_aside
@@ -75,6 +76,7 @@ class IngestRunner:
         self._stopping = True
         self._wake.set()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        self.pipeline.parser.close()
 
     async def _loop(self, index: int) -> None:
         loop = asyncio.get_running_loop()
@@ -128,13 +130,13 @@ class IngestRunner:
             async with self.db.unit_of_work() as session:
                 rows = await self._claim(session, limit or self.batch)
                 claimed = [r.id for r in rows]
+                rows, killers = await self._count_starts(rows)
+                done = await self._apply(session, killers, [self._killed(r) for r in killers]) if killers else []
                 if len(rows) > 1:
                     outcomes = await self.pipeline.run_batch(session, rows)
-                    done = await self._apply(session, rows, outcomes)
+                    done += await self._apply(session, rows, outcomes)
                 elif rows:
-                    done = await self._run_isolated(session, rows[0])
-                else:
-                    done = []
+                    done += await self._run_isolated(session, rows[0])
         except Exception:
             if len(claimed) <= 1:
                 raise
@@ -158,6 +160,35 @@ class IngestRunner:
         return list(await session.scalars(
             query.order_by(InboundMessage.received_at).limit(limit).with_for_update(skip_locked=True)
         ))
+
+    async def _count_starts(
+        self, rows: list[InboundMessage]
+    ) -> tuple[list[InboundMessage], list[InboundMessage]]:
+        """Counts a start for each row, committed now (before any work); splits off the rows
+        whose earlier starts ended in neither an outcome nor a recorded failure often enough:
+        they killed the process, and would kill every restart."""
+        if not rows:
+            return rows, []
+        async with self.db.read_engine.connect() as connection:  # autocommit: survives a crash
+            table = InboundStart.__table__
+            statement = insert(table).values([{"inbound_id": r.id} for r in rows])
+            result = await connection.execute(
+                statement.on_conflict_do_update(
+                    index_elements=[table.c.inbound_id], set_={"starts": table.c.starts + 1}
+                ).returning(table.c.inbound_id, table.c.starts)
+            )
+            starts = dict(result.all())
+        crashes = {r.id: starts.get(r.id, 1) - 1 - r.attempts for r in rows}
+        killers = [r for r in rows if crashes[r.id] >= self.max_attempts]
+        return [r for r in rows if crashes[r.id] < self.max_attempts], killers
+
+    def _killed(self, inbound: InboundMessage) -> Outcome:
+        log.error("inbound %s Message-ID %s: its processing killed the worker %d times; quarantined",
+                  inbound.id, inbound.message_id, self.max_attempts)
+        return Outcome(
+            InboundStatus.quarantined,
+            reason=f"processing it stopped the ingest worker {self.max_attempts} times (crash)",
+        )
 
     async def _process_alone(self, inbound_id: uuid.UUID) -> None:
         async with self.db.unit_of_work() as session:
@@ -185,6 +216,8 @@ class IngestRunner:
         await session.execute(
             update(InboundMessage), [outcome_row(r, o, now) for r, o in zip(rows, outcomes, strict=True)]
         )
+        # settled: its count of starts is no longer needed (and is gone with this commit only)
+        await session.execute(delete(InboundStart).where(InboundStart.inbound_id.in_([r.id for r in rows])))
         for inbound, outcome in zip(rows, outcomes, strict=True):
             log.info(
                 "inbound %s Message-ID %s: %s %s", inbound.id, inbound.message_id,

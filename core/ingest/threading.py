@@ -2,8 +2,9 @@
 
 Evidence, strongest first: a reply token that verifies for the sender's address ▸ a Message-ID
 the ticket sent or received, quoted in In-Reply-To/References ▸ `[#NUMBER]` in the subject.
-The last two count only for a participant (requester or follower): a stranger who knows a
-ticket number or a Message-ID gets a new ticket, never a say in someone else's.
+The last two count only for the requester; a follower (an address someone else CC'd) joins only
+with a token or by quoting a Message-ID we sent, and robots never by subject: a stranger who knows
+a ticket number or a Message-ID gets a new ticket, never a say in someone else's.
 """
 
 from __future__ import annotations
@@ -16,11 +17,11 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.customers.models import Customer
-from core.enums import MessageDirection
+from core.enums import MessageDirection, Visibility
 from core.mail.addresses import split_address, support_mailbox
 from core.mail.parse import ParsedMail
-from core.mail.tokens import token_number, verify_token
-from core.tickets.models import MessageId, Ticket
+from core.mail.tokens import INTERNAL, token_number, token_scope
+from core.tickets.models import MessageId, Ticket, TicketComment
 from core.tickets.service import participant_service
 
 _SUBJECT_TAG = re.compile(r"\[#(\d{1,12})\]")
@@ -30,7 +31,9 @@ _SUBJECT_TAG = re.compile(r"\[#(\d{1,12})\]")
 class Sender:
     address: str
     customer: Customer | None  # None for agents and for delivery reports
-    agent_id: uuid.UUID | None
+    agent_id: uuid.UUID | None  # an agent's address, active or not
+    agent_active: bool = True
+    light_agent: bool = False
 
     @property
     def customer_id(self) -> uuid.UUID | None:
@@ -43,6 +46,8 @@ class ThreadMatch:
     rule: str  # token, message_id, subject
     # the sender is an agent but proved nothing: evidence of a ticket, no right to act on it
     unproven_agent: bool = False
+    # answers an internal note (its token's scope, or its Message-ID): must stay internal
+    internal: bool = False
 
 
 @dataclass(frozen=True)
@@ -77,6 +82,21 @@ async def _live_ticket(session: AsyncSession, **where: object) -> Ticket | None:
     return await session.scalar(query)
 
 
+async def answers_internal_note(session: AsyncSession, mail: ParsedMail, ticket_id: uuid.UUID) -> bool:
+    """Whether the mail quotes a Message-ID of ours that carried an internal comment."""
+    referenced = [*mail.in_reply_to, *mail.references]
+    if not referenced:
+        return False
+    found = await session.scalar(
+        select(MessageId.id).join(TicketComment, TicketComment.id == MessageId.comment_id).where(
+            MessageId.ticket_id == ticket_id, MessageId.message_id.in_(referenced),
+            MessageId.direction == MessageDirection.outbound,
+            TicketComment.visibility == Visibility.internal,
+        ).limit(1)
+    )
+    return found is not None
+
+
 async def find_thread(
     session: AsyncSession,
     *,
@@ -85,28 +105,33 @@ async def find_thread(
     mailboxes: dict[str, str],
     sender: Sender,
     secret: bytes,
+    robot: bool = False,
 ) -> ThreadSearch:
+    """`robot`: automatic mail or a robot's address, which never threads by subject tag."""
     note = None
     for token in reply_tokens(mail, rcpt_tos, mailboxes):
         number = token_number(token)
         ticket = await _live_ticket(session, number=number) if number is not None else None
-        if ticket is not None and verify_token(secret, token, ticket_id=ticket.id, address=sender.address):
-            return ThreadSearch(ThreadMatch(ticket, "token"))
+        scope = token_scope(secret, token, ticket_id=ticket.id, address=sender.address) if ticket else None
+        if ticket is not None and scope is not None:
+            internal = scope == INTERNAL or await answers_internal_note(session, mail, ticket.id)
+            return ThreadSearch(ThreadMatch(ticket, "token", internal=internal))
         note = "a reply token was present but did not verify for this sender"
 
-    candidates: list[tuple[Ticket, str]] = []
+    candidates: list[tuple[Ticket, str, bool]] = []  # the ticket, the rule, whether it quoted one of ours
     referenced = [*mail.in_reply_to, *reversed(mail.references)]
     if referenced:
-        row = (
+        found = (
             await session.execute(
                 select(MessageId.ticket_id, MessageId.direction)
                 .where(MessageId.message_id.in_(referenced))
                 .order_by(MessageId.created_at.desc())
-                .limit(1)
+                .limit(20)
             )
-        ).first()
-        if row is not None and (ticket := await _live_ticket(session, id=row.ticket_id)):
-            candidates.append((ticket, "message_id"))
+        ).all()
+        if found and (ticket := await _live_ticket(session, id=found[0].ticket_id)):
+            ours = any(r.ticket_id == ticket.id and r.direction is MessageDirection.outbound for r in found)
+            candidates.append((ticket, "message_id", ours))
     for returned in mail.returned_message_ids:  # a bounce of something we sent
         row = await session.scalar(
             select(MessageId.ticket_id).where(
@@ -116,13 +141,17 @@ async def find_thread(
         if row is not None and (ticket := await _live_ticket(session, id=row)):
             return ThreadSearch(ThreadMatch(ticket, "bounce"), note)
     tag = _SUBJECT_TAG.search(mail.subject)
-    if tag and (ticket := await _live_ticket(session, number=int(tag.group(1)))):
-        candidates.append((ticket, "subject"))
+    if tag and not robot and (ticket := await _live_ticket(session, number=int(tag.group(1)))):
+        candidates.append((ticket, "subject", False))
 
-    for ticket, rule in candidates:
+    for ticket, rule, ours in candidates:
         if sender.agent_id is not None:
             return ThreadSearch(ThreadMatch(ticket, rule, unproven_agent=True), note)
-        if await participant_service.is_participant(session, ticket, sender.customer_id):
+        if sender.customer_id is not None and ticket.requester_id == sender.customer_id:
+            return ThreadSearch(ThreadMatch(ticket, rule), note)
+        # a follower was only CC'd by someone else: its mail joins with proof it was sent ours
+        # (Ticket Trick: a CC'd service address must not be steered into the thread by subject)
+        if ours and await participant_service.is_participant(session, ticket, sender.customer_id):
             return ThreadSearch(ThreadMatch(ticket, rule), note)
     if candidates:
         note = (note + "; " if note else "") + "references a ticket but the sender is not a participant"

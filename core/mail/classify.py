@@ -6,12 +6,23 @@ Automatic mail is recorded on its ticket but never answered and never reopens an
 from __future__ import annotations
 
 import enum
+import re
 from dataclasses import dataclass
 
 from core.mail.parse import ParsedMail
 
 _DAEMONS = ("mailer-daemon", "postmaster")
 _BULK_PRECEDENCE = ("bulk", "junk", "list")
+# local parts of senders no person reads: never followers, never threaded by a subject tag
+_ROBOT_LOCAL = re.compile(
+    r"^(?:no[-_.]?reply|do[-_.]?not[-_.]?reply|mailer[-_.]?daemon|postmaster|notifications?|bounces?)"
+    r"(?:[-+_.].*)?$",
+    re.IGNORECASE,
+)
+
+
+def is_robot_address(address: str) -> bool:
+    return bool(_ROBOT_LOCAL.match(address.rpartition("@")[0] or address))
 
 
 class MailKind(str, enum.Enum):
@@ -45,6 +56,8 @@ def classify(mail: ParsedMail, *, envelope_sender: str) -> Classification:
         if name in h:
             return Classification(MailKind.auto_reply, f"{name} header present")
     precedence = h.get("precedence", "").strip().lower()
+    if precedence == "auto_reply":  # RFC 3834 §2 notes it; some responders send only this
+        return Classification(MailKind.auto_reply, "Precedence: auto_reply")
     if precedence in _BULK_PRECEDENCE:
         return Classification(MailKind.bulk, f"Precedence: {precedence}")
     if "list-id" in h:

@@ -116,8 +116,9 @@ def parse(raw: bytes) -> ParsedMail:
         attachments=list(_attachments(msg)),
         defects=[type(d).__name__ for d in msg.defects],
         headers={name: value for name in CLASSIFYING_HEADERS if (value := _header(msg, name)) is not None},
-        content_type=msg.get_content_type(),
-        report_type=msg.get_param("report-type") if msg.get_content_type() == "multipart/report" else None,
+        content_type=clean(msg.get_content_type()),
+        report_type=clean(str(msg.get_param("report-type") or "")) or None
+        if msg.get_content_type() == "multipart/report" else None,
         **_delivery_report(msg),
     )
 
@@ -141,7 +142,7 @@ def _delivery_report(msg: EmailMessage) -> dict[str, list[str]]:
                 action = str(block.get("Action", "")).strip().lower()
                 recipient = str(block.get("Final-Recipient") or block.get("Original-Recipient") or "")
                 if action == "failed" and ";" in recipient:
-                    failed.append(recipient.split(";", 1)[1].strip().strip("<>").lower())
+                    failed.append(clean(recipient.split(";", 1)[1]).strip().strip("<>").lower())
         elif ctype in ("message/rfc822", "text/rfc822-headers", "message/rfc822-headers"):
             inner = part.get_payload(0) if part.is_multipart() else None
             if inner is None:
@@ -219,7 +220,7 @@ def _content(part: Message) -> str:
     charset = part.get_content_charset() or "utf-8"
     try:
         return clean(payload.decode(charset, errors="replace"))
-    except LookupError:
+    except (LookupError, ValueError):  # unknown charset, or a name with a NUL in it
         return clean(payload.decode("utf-8", errors="replace"))
 
 
@@ -270,7 +271,7 @@ def _attachments(msg: EmailMessage):
             disposition = None
         yield Attachment(
             filename=sanitize_filename(_filename(part), part.get_content_type()),
-            content_type=part.get_content_type(),
+            content_type=clean(part.get_content_type()),  # a NUL in it must not reach PostgreSQL
             data=data,
             content_id=content_id,
             inline=disposition == "inline",

@@ -114,13 +114,15 @@ class TicketService:
         return ticket
 
     def announce_created(
-        self, session: AsyncSession, ticket: Ticket, *, via: str, mail_kind: str | None = None
+        self, session: AsyncSession, ticket: Ticket, *, via: str, mail_kind: str | None = None,
+        sending_host: str | None = None, verified: bool = True,
     ) -> None:
         """The `created` event, for a ticket already flushed (it carries the number)."""
-        # mail_kind lets the mailer leave automatic mail unanswered (no acknowledgement loops)
+        # mail_kind lets the mailer leave automatic mail unanswered (no acknowledgement loops);
+        # sending_host (the SMTP client) bounds acknowledgements per host
         events.emit(
             session, topic=events.TOPIC_CREATED, ticket=snapshot(ticket), via=via,
-            mail_kind=mail_kind,
+            mail_kind=mail_kind, sending_host=sending_host, verified=verified,
             follow_up_of_id=str(ticket.follow_up_of_id) if ticket.follow_up_of_id else None,
         )
 

@@ -15,7 +15,9 @@ from gateway.http import (
     admin, deliveries, inbound, middleware, openapi, people, search, system, ticket_changes, tickets,
 )
 from core.agents.tokens import TokenCache
-from gateway.http.keys import DB, INTAKE, METRICS, RATE_LIMITER, SEARCH, SETTINGS, STORE, TOKEN_CACHE
+from gateway.http.keys import (
+    AUTH_FAILURES, DB, INTAKE, METRICS, RATE_LIMITER, SEARCH, SETTINGS, STORE, TOKEN_CACHE,
+)
 from gateway.http.ratelimit import RateLimiter
 from search.service import SearchService, backend_from_settings
 
@@ -56,6 +58,7 @@ def create_app(
     app[RATE_LIMITER] = RateLimiter(per_minute=settings.api_rate_per_minute, burst=settings.api_rate_burst)
     app[SEARCH] = SearchService(backend_from_settings(settings), metrics)
     app.cleanup_ctx.append(_search_backend)
+    app[AUTH_FAILURES] = RateLimiter(per_minute=settings.api_auth_failures_per_minute, burst=settings.api_auth_failures_burst)
     for table in ROUTE_TABLES:
         table.add_to(app)
     app[openapi.OPENAPI_KEY] = openapi.build(

@@ -7,13 +7,14 @@ from datetime import datetime
 
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict
-from sqlalchemy import select, tuple_
+from sqlalchemy import delete, select, tuple_
 
 from core.enums import InboundStatus
 from core.ingest.intake import IntakeUnavailable, Submission
-from core.ingest.models import InboundMessage
+from core.ingest.models import InboundMessage, InboundStart
 from core.ingest.submission import support_recipients
 from core.mail.addresses import support_mailbox
+from core.mail.authentication import strip_untrusted
 from core.pagination import clamp_limit, page_of
 from gateway.http.errors import ApiError, not_found
 from gateway.http.keys import INTAKE, SESSION, SETTINGS
@@ -44,6 +45,7 @@ class InboundOut(BaseModel):
     attempts: int
     last_error: str | None
     processed_at: datetime | None
+    auth_verdict: str | None = None  # DMARC with SPF and DKIM, and how it was decided
 
 
 class InboundList(BaseModel):
@@ -146,7 +148,8 @@ async def submit_inbound(request: web.Request) -> web.Response:
                            {"recipient": "give ?recipient= or address the message to a support address"})
     try:
         inbound_id = await request.app[INTAKE].submit(
-            Submission(mail_from="", rcpt_tos=rcpt, raw=raw, source="api", peer=request.remote)
+            Submission(mail_from="", rcpt_tos=rcpt, raw=strip_untrusted(raw, settings.trusted_authserv_id_set),
+                       source="api", peer=request.remote)
         )
     except IntakeUnavailable:
         raise ApiError(503, "unavailable", "the message could not be stored; retry later") from None
@@ -168,5 +171,7 @@ async def reprocess_inbound(request: web.Request) -> web.Response:
     inbound.reason = None
     inbound.last_error = None
     inbound.processed_at = None
+    # a fresh start: crashes counted before (core.ingest.runner) are forgiven with the attempts
+    await request[SESSION].execute(delete(InboundStart).where(InboundStart.inbound_id == inbound.id))
     body = Accepted(id=inbound.id, status=InboundStatus.pending)
     return web.json_response(text=body.model_dump_json(), status=202)

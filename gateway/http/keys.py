@@ -22,6 +22,8 @@ INTAKE = web.AppKey("intake", Intake)
 TOKEN_CACHE = web.AppKey("token_cache", TokenCache)
 RATE_LIMITER = web.AppKey("rate_limiter", RateLimiter)
 SEARCH = web.AppKey("search", SearchService)
+# invalid bearer tokens, per client address: guessing tokens is throttled before the database
+AUTH_FAILURES = web.AppKey("auth_failures", RateLimiter)
 
 # request-scoped
 SESSION = web.RequestKey("session", AsyncSession)

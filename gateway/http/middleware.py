@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 
+import asyncpg
 from aiohttp import web
+from aiohttp.streams import StreamReader
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 
 from core.agents.tokens import authenticate, hash_token
+from core.db import ConnectionLost
 from core.idempotency import IdempotencyKey, fingerprint, lock_and_find
 from core.errors import Conflict, DomainError, Forbidden, Invalid, NotFound
 from gateway.http.errors import ApiError, error_response
-from gateway.http.keys import AGENT, DB, RATE_LIMITER, SESSION, TOKEN_CACHE
+from gateway.http.keys import AGENT, AUTH_FAILURES, DB, RATE_LIMITER, SESSION, TOKEN_CACHE
 
 log = logging.getLogger(__name__)
 
@@ -20,6 +25,19 @@ DOMAIN_STATUS: dict[type[DomainError], int] = {
     DomainError: 422, Invalid: 422, NotFound: 404, Conflict: 409, Forbidden: 403,
 }
 PUBLIC_PATHS = {"/api/v1/openapi.json"}
+
+
+def database_unavailable(exc: BaseException) -> bool:
+    """The database cannot be reached (down, restarting, refusing): a 503, as SMTP's 451."""
+    if isinstance(exc, (ConnectionLost, OSError, TimeoutError, asyncpg.PostgresConnectionError,
+                        asyncpg.CannotConnectNowError, asyncpg.InterfaceError)):
+        return True
+    if isinstance(exc, (OperationalError, InterfaceError)):
+        return True
+    if isinstance(exc, DBAPIError):
+        return exc.connection_invalidated or database_unavailable(exc.orig) if exc.orig else exc.connection_invalidated
+    cause = exc.__cause__ or exc.__context__
+    return cause is not None and cause is not exc and isinstance(cause, (OSError, asyncpg.PostgresConnectionError))
 
 
 @web.middleware
@@ -42,7 +60,13 @@ async def errors(request: web.Request, handler):  # type: ignore[no-untyped-def]
     except ConnectionResetError:  # the client went away mid-request: nothing to answer
         log.info("client disconnected during %s %s", request.method, request.path)
         raise
-    except Exception:
+    except RecursionError:  # a structure nested deeper than any handler can walk
+        return error_response(400, "malformed_json", "request is nested too deeply")
+    except Exception as exc:
+        if database_unavailable(exc):
+            log.warning("database unavailable during %s %s: %s", request.method, request.path, exc)
+            return error_response(503, "unavailable", "the database is unavailable; try again shortly",
+                                  headers={"Retry-After": "5"})
         log.exception("unhandled error on %s %s", request.method, request.path)
         return error_response(500, "internal_error", "internal error; it has been logged")
 
@@ -73,8 +97,14 @@ async def auth(request: web.Request, handler):  # type: ignore[no-untyped-def]
     cache = request.app[TOKEN_CACHE]
     principal = cache.get(token_hash)
     if principal is None:
+        failures, client = request.app[AUTH_FAILURES], request.remote or ""
+        if (wait := failures.waiting(client)) > 0:  # guessing tokens: no database work for it
+            raise ApiError(429, "rate_limited", f"too many invalid tokens from your address; retry in {wait:.1f}s",
+                           headers={"Retry-After": failures.retry_after(wait)})
         principal = await authenticate(request[SESSION], token_hash)
         if principal is None:
+            failures.take(client)
+            failures.forget_some()
             raise ApiError(401, "unauthorized", "invalid or revoked token")
         cache.put(token_hash, principal)
     limiter = request.app[RATE_LIMITER]
@@ -90,6 +120,15 @@ async def auth(request: web.Request, handler):  # type: ignore[no-untyped-def]
 IDEMPOTENT_REPLAY = "Idempotent-Replayed"
 
 
+def replayable(request: web.Request, body: bytes) -> web.Request:
+    """The request with its body, already read, readable again by the multipart reader."""
+    stream = StreamReader(request.protocol, 2**16, loop=asyncio.get_running_loop())
+    stream.feed_data(body)
+    stream.feed_eof()
+    request._payload = stream  # noqa: SLF001 - aiohttp has no public way to re-feed a read body
+    return request
+
+
 @web.middleware
 async def idempotency(request: web.Request, handler):  # type: ignore[no-untyped-def]
     """A POST retried with the same `Idempotency-Key` gets the first response, not a second effect.
@@ -102,12 +141,11 @@ async def idempotency(request: web.Request, handler):  # type: ignore[no-untyped
     if not 1 <= len(key) <= 255 or not key.isprintable():
         raise ApiError(422, "validation_failed", "bad Idempotency-Key",
                        {"Idempotency-Key": "1 to 255 printable characters"})
-    # multipart bodies are streamed to the handler: they are identified by their length only
-    body = b"" if request.content_type.startswith("multipart/") else await request.read()
-    print_ = fingerprint(
-        request.method, request.path, request.query_string,
-        body or str(request.content_length).encode(),
-    )
+    # the whole body, multipart too: two uploads of the same length are not the same request
+    body = await request.read()
+    if request.content_type.startswith("multipart/"):
+        request = replayable(request, body)
+    print_ = fingerprint(request.method, request.path, request.query_string, body)
     agent = request[AGENT]
     stored = await lock_and_find(request[SESSION], agent.id, key)
     if stored is not None:

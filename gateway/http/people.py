@@ -6,7 +6,7 @@ import uuid
 
 from aiohttp import web
 from pydantic import ConfigDict
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from core.agents import tokens
 from core.agents.tokens import Principal
@@ -16,12 +16,12 @@ from core.agents.service import agent_crud
 from core.customers.schemas import CustomerIn, CustomerOut, CustomerUpdate
 from core.customers.service import customer_crud
 from core.enums import AgentRole
-from core.errors import Forbidden, NotFound
+from core.errors import Conflict, Forbidden, NotFound
 from core.pagination import clamp_limit
 from core.tickets.schemas import TicketList
 from core.tickets.views import ticket_page
 from gateway.http.crud import crud_routes
-from gateway.http.keys import AGENT, SESSION, TOKEN_CACHE
+from gateway.http.keys import AGENT, SESSION, SETTINGS, TOKEN_CACHE
 from gateway.http.routing import ADMIN, EVERYONE, STAFF, RouteTable, json_response, parse_body, parse_query
 from gateway.http.tickets import Page
 
@@ -77,12 +77,17 @@ async def issue_token(request: web.Request) -> web.Response:
     data = await parse_body(request, TokenIn)
     session = request[SESSION]
     me: Principal = request[AGENT]
-    owner = me
+    # a token acts as its owner: minting one for someone else would be acting as them (an
+    # operator uses `helpdesk token create` for that, on the host)
     if data.agent_id is not None and data.agent_id != me.id:
-        if me.role is not AgentRole.admin:
-            raise Forbidden("only admins issue tokens for other agents")
-        owner = await agent_crud.get(session, data.agent_id)
-    token = tokens.issue(session, agent=owner, name=data.name)
+        raise Forbidden("tokens are issued only to their own agent")
+    limit = request.app[SETTINGS].max_tokens_per_agent
+    active = await session.scalar(
+        select(func.count()).select_from(ApiToken).where(ApiToken.agent_id == me.id, ApiToken.revoked_at.is_(None))
+    )
+    if (active or 0) >= limit:
+        raise Conflict(f"at most {limit} active tokens per agent; revoke one first")
+    token = tokens.issue(session, agent=me, name=data.name)
     await session.flush()
     row = await session.scalar(select(ApiToken).where(ApiToken.token_hash == tokens.hash_token(token)))
     return json_response(IssuedToken(**TokenOut.model_validate(row).model_dump(), token=token), status=201)

@@ -42,6 +42,20 @@ class RateLimiter:
             return 0.0
         return (1.0 - bucket.tokens) / rate
 
+    def waiting(self, key: str) -> float:
+        """Seconds until `key` may spend again (0 if it may now), spending nothing."""
+        bucket = self._buckets.get(key)
+        if bucket is None or not self.enabled:
+            return 0.0
+        rate = self.per_minute / 60.0
+        tokens = min(float(self.burst), bucket.tokens + (self.clock() - bucket.updated) * rate)  # type: ignore[operator]
+        return 0.0 if tokens >= 1.0 else (1.0 - tokens) / rate
+
+    def forget_some(self, keep: int = 10_000) -> None:
+        """Bounds memory under a spray of client addresses: the oldest buckets go."""
+        while len(self._buckets) > keep:
+            self._buckets.pop(next(iter(self._buckets)))
+
     @staticmethod
     def retry_after(wait: float) -> str:
         return str(max(1, math.ceil(wait)))

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import functools
 import json
+import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TypeVar
@@ -93,12 +94,38 @@ def parse_query(request: web.Request, model: type[M]) -> M:
         raise from_validation(exc, where="query parameters") from exc
 
 
+# a JSON request is a ticket, a comment, a trigger: never megabytes (uploads are multipart), never
+# deeper than a few levels. Bigger or deeper is refused before the parser and validators see it.
+MAX_JSON_BYTES = 1024 * 1024
+MAX_JSON_DEPTH = 32
+_BRACKETS = re.compile(rb'[\[\]{}]|"(?:[^"\\]|\\.)*"')
+
+
+def _nesting(raw: bytes) -> int:
+    """The deepest nesting of arrays and objects, strings skipped; linear in the input."""
+    depth = deepest = 0
+    for token in _BRACKETS.finditer(raw):
+        char = token.group()
+        if char in (b"[", b"{"):
+            depth += 1
+            deepest = max(deepest, depth)
+        elif char in (b"]", b"}"):
+            depth -= 1
+    return deepest
+
+
 async def parse_body(request: web.Request, model: type[M]) -> M:
     """A JSON body validated by `model`: 400 if it is not JSON, 422 naming each bad field."""
+    if (request.content_length or 0) > MAX_JSON_BYTES:
+        raise ApiError(413, "request_entity_too_large", f"a JSON body may hold at most {MAX_JSON_BYTES} bytes")
     raw = await request.read()
+    if len(raw) > MAX_JSON_BYTES:  # chunked: no Content-Length to refuse it by
+        raise ApiError(413, "request_entity_too_large", f"a JSON body may hold at most {MAX_JSON_BYTES} bytes")
+    if _nesting(raw) > MAX_JSON_DEPTH:
+        raise ApiError(400, "malformed_json", f"JSON nested deeper than {MAX_JSON_DEPTH} levels")
     try:
         data = json.loads(raw or b"null")
-    except (json.JSONDecodeError, UnicodeDecodeError):
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError):
         raise ApiError(400, "malformed_json", "request body is not valid JSON") from None
     if b"\\u0000" in raw:  # PostgreSQL text and JSONB cannot hold NUL characters
         raise ApiError(422, "validation_failed", "NUL characters are not allowed", {"body": "contains \\u0000"})

@@ -16,7 +16,7 @@ from core.ingest.models import InboundMessage
 from core.mail.tokens import make_token
 from core.secrets import REPLY_TOKEN_SECRET, server_secret
 from core.tickets.models import MessageId, Ticket, TicketComment, ticket_followers
-from tests.support.gateway import SUPPORT, Running, queued_id
+from tests.support.gateway import SUPPORT, Running, queued_id, verified
 
 
 def unique(prefix: str) -> str:
@@ -25,9 +25,11 @@ def unique(prefix: str) -> str:
 
 def email(
     sender: str, subject: str, body: str, *, in_reply_to: str | None = None,
-    cc: str | None = None, to: str = SUPPORT, headers: dict[str, str] | None = None,
+    cc: str | None = None, to: str = SUPPORT, headers: dict[str, str] | None = None, verified_by_mta: bool = True,
 ) -> tuple[bytes, str]:
     m = EmailMessage()
+    if verified_by_mta:
+        m["Authentication-Results"] = verified(sender)
     m["From"] = sender
     m["To"] = to
     if cc:
@@ -234,7 +236,9 @@ async def test_new_ticket_from_an_autoresponder_is_flagged_for_no_acknowledgemen
     assert [e.payload["mail_kind"] for e in events if e.topic.endswith("created")] == ["bulk"]
 
 
-async def test_bounce_of_our_notification_marks_the_recipient(gateway: Running) -> None:
+async def test_delivery_report_without_a_bounce_token_is_quarantined(gateway: Running) -> None:
+    """A DSN naming a customer, sent to the plain support address: anyone could forge it to
+    silence that customer. It counts only at a per-delivery bounce address (tests/outbound)."""
     ticket, _ = await new_ticket(gateway, "gone@mail.test")
     ours = f"{uuid.uuid4().hex}@helpdesk.localhost"
     async with gateway.db.unit_of_work() as session:
@@ -249,10 +253,11 @@ async def test_bounce_of_our_notification_marks_the_recipient(gateway: Running) 
         f"--R\r\nContent-Type: text/rfc822-headers\r\n\r\nMessage-ID: <{ours}>\r\nSubject: [#1] x\r\n\r\n--R--\r\n"
     ).encode()
     inbound = await deliver(gateway, dsn, mail_from="")
-    assert (inbound.ticket_id, inbound.matched_rule, inbound.mail_kind) == (ticket.id, "bounce", "bounce")
+    assert (inbound.status, inbound.mail_kind) == (InboundStatus.quarantined, "bounce")
+    assert "bounce address" in inbound.reason
     async with gateway.db.unit_of_work() as session:
         customer = await session.scalar(select(Customer).where(Customer.email == "gone@mail.test"))
-    assert customer.bouncing
+    assert not customer.bouncing
 
 
 async def test_mail_from_our_own_address_or_echoing_our_message_id_is_dropped(gateway: Running) -> None:

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import uuid
 
+from core.agents.service import agent_service
+from core.enums import AgentRole
+
 from tests.support.gateway import Running
 
 
@@ -156,8 +159,9 @@ async def test_changing_a_customer_email_to_a_taken_one_is_409(gateway: Running)
 async def test_a_deactivated_agent_is_locked_out_at_once_despite_the_token_cache(gateway: Running) -> None:
     async with gateway.http() as client:
         agent = await (await client.post("/api/v1/agents", json={"email": unique_email("d"), "name": "Dee"})).json()
-        token = await (await client.post("/api/v1/tokens", json={"agent_id": agent["id"]})).json()
-        async with gateway.http(token["token"]) as dee:
+        async with gateway.db.unit_of_work() as session:  # as `helpdesk token create` does
+            token = await agent_service.token_for(session, email=agent["email"], name="Dee", role=AgentRole.agent)
+        async with gateway.http(token) as dee:
             assert (await dee.get("/api/v1/groups")).status == 200  # now cached
             await client.put(f"/api/v1/agents/{agent['id']}", json={"active": False})
             assert (await dee.get("/api/v1/groups")).status == 401
