@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 
+from core.agents.service import agent_service
 from core.enums import AgentRole
 from tests.search.support import create_ticket, indexed, numbers, search, unique
 from tests.support.gateway import Running
@@ -254,12 +255,10 @@ async def test_light_agents_search_internal_notes_too(searching: Running) -> Non
         ticket = await create_ticket(client, "Question", "Hello", tags=[tag])
         await client.post(f"/api/v1/tickets/{ticket['id']}/comments",
                           json={"body": "internal pangolin remark", "visibility": "internal"})
-        agent = await (await client.post("/api/v1/agents", json={
-            "email": f"{tag}@agents.test", "name": "Lee", "role": AgentRole.light_agent.value,
-        })).json()
-        issued = await client.post("/api/v1/tokens", json={"agent_id": agent["id"]})
-        assert issued.status == 201, await issued.text()
-        token = (await issued.json())["token"]
+    async with searching.db.unit_of_work() as session:  # as `helpdesk token create` does
+        token = await agent_service.token_for(
+            session, email=f"{tag}@agents.test", name="Lee", role=AgentRole.light_agent
+        )
     await indexed(searching)
     async with searching.http(token) as light:
         assert await numbers(light, f"pangolin tags:{tag}") == [ticket["number"]]
