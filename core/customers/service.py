@@ -3,7 +3,7 @@ from __future__ import annotations
 import uuid
 
 from pydantic import BaseModel
-from sqlalchemy import any_, literal, select
+from sqlalchemy import ColumnElement, any_, literal, or_, select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -52,4 +52,17 @@ async def _organization_rules(session: AsyncSession, customer: Customer, data: B
         )
 
 
-customer_crud: Crud[Customer] = Crud(Customer, "customer", before_write=_organization_rules)
+def _by_email(emails: list[str]) -> ColumnElement[bool]:
+    """Exact and case-insensitive: addresses are stored lower-cased."""
+    return Customer.email.in_([e.strip().lower() for e in emails])
+
+
+def _matching(words: str) -> ColumnElement[bool]:
+    """Part of the name or the address, case-insensitively (`%` and `_` are literal)."""
+    pattern = "%" + words.strip().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+    return or_(Customer.name.ilike(pattern, escape="\\"), Customer.email.ilike(pattern, escape="\\"))
+
+
+customer_crud: Crud[Customer] = Crud(
+    Customer, "customer", before_write=_organization_rules, filters={"email": _by_email, "q": _matching}
+)

@@ -13,6 +13,7 @@ from pydantic import (
     ConfigDict,
     Field,
     StringConstraints,
+    field_validator,
     model_validator,
 )
 
@@ -24,6 +25,7 @@ from core.enums import (
     TicketType,
     Visibility,
 )
+from core.errors import FieldValueError
 from core.schemas import EmailAddress
 
 
@@ -135,9 +137,18 @@ class RequesterIn(Strict):
     name: Annotated[str, StringConstraints(max_length=255)] = ""
 
 
+API_CHANNELS = (Channel.web, Channel.api, Channel.chat, Channel.phone)
+
+
 class TicketCreate(Strict):
+    """The first comment is `description` (a public comment) or `comment` (with its visibility)."""
+
     subject: Subject
-    comment: CommentIn
+    description: Body | None = Field(default=None, description="the first comment's text, public")
+    comment: CommentIn | None = None
+    channel: Channel = Field(
+        default=Channel.api, description="where the request came from: web, api, chat or phone (email only from mail)",
+    )
     requester_id: uuid.UUID | None = None
     requester: RequesterIn | None = None
     status: TicketStatus = TicketStatus.new
@@ -149,12 +160,23 @@ class TicketCreate(Strict):
     custom_fields: CustomFields = Field(default_factory=dict)
     external_id: Annotated[str, StringConstraints(max_length=255)] | None = None
 
+    @field_validator("channel")
+    @classmethod
+    def _not_email(cls, value: Channel) -> Channel:
+        if value not in API_CHANNELS:
+            raise ValueError("email tickets come only from mail; use web, api, chat or phone")
+        return value
+
     @model_validator(mode="after")
     def _one_requester(self) -> TicketCreate:
         if (self.requester_id is None) == (self.requester is None):
-            raise ValueError("give exactly one of requester_id and requester")
+            raise FieldValueError("requester_id", "give exactly one of requester_id and requester")
+        if (self.description is None) == (self.comment is None):
+            raise FieldValueError("description", "give the first comment as description or as comment (exactly one)")
+        if self.comment is None:
+            self.comment = CommentIn(body=self.description)  # type: ignore[arg-type]
         if self.status is TicketStatus.closed:
-            raise ValueError("a ticket cannot be created closed")
+            raise FieldValueError("status", "a ticket cannot be created closed")
         return self
 
 

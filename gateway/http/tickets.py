@@ -4,16 +4,16 @@ from __future__ import annotations
 
 import uuid
 from collections import defaultdict
-from typing import Literal
+from typing import Annotated, Literal
 
 from aiohttp import web
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 from sqlalchemy import select, tuple_
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.audit.models import TicketAuditLog
 
-from core.enums import TicketPriority, TicketStatus
+from core.enums import Channel, TicketPriority, TicketStatus, TicketType
 from core.pagination import MAX_LIMIT, BadCursor, Cursor, clamp_limit, page_of
 from core.tickets.models import TicketAttachment, TicketComment
 from core.tickets.schemas import (
@@ -26,7 +26,8 @@ from core.tickets.schemas import (
     TicketOut,
 )
 from core.tickets.service import ticket_service
-from core.tickets.views import ticket_page, ticket_view
+from core.tickets.repository import SORT_CHOICES, ticket_page
+from core.tickets.views import ticket_view
 from gateway.http.errors import ApiError, not_found
 from gateway.http.keys import SESSION, STORE
 from gateway.http.routing import RouteTable, parse_query
@@ -49,29 +50,43 @@ class Page(BaseModel):
             raise ApiError(422, "validation_failed", str(exc), {"cursor": str(exc)}) from exc
 
 
+SortKey = Literal[SORT_CHOICES]  # type: ignore[valid-type]
+Several = Field(default=None, description="one value, several as a,b or repeated; any of them matches")
+
+
 class TicketQuery(Page):
-    sort: Literal["created_at", "-created_at", "updated_at", "-updated_at"] = "-created_at"
-    tags: str | None = Field(default=None, description="comma-separated; tickets having all of them")
-    status: TicketStatus | None = None
-    priority: TicketPriority | None = None
-    group_id: uuid.UUID | None = None
-    requester_id: uuid.UUID | None = None
-    assignee_id: uuid.UUID | None = None
-    organization_id: uuid.UUID | None = None
+    sort: SortKey = Field(  # type: ignore[valid-type]
+        default="-created_at", description="the order of the list; a leading - sorts descending",
+    )
+    tags: list[str] | None = Field(default=None, description="tickets having all of these tags (a,b or repeated)")
+    status: list[TicketStatus] | None = Several
+    priority: list[TicketPriority] | None = Several
+    type: list[TicketType] | None = Several
+    channel: list[Channel] | None = Several
+    group_id: list[uuid.UUID] | None = Several
+    requester_id: list[uuid.UUID] | None = Several
+    assignee_id: list[uuid.UUID] | None = Several
+    organization_id: list[uuid.UUID] | None = Several
+    external_id: list[Annotated[str, StringConstraints(max_length=255)]] | None = Field(
+        default=None, description="the id your system gave the ticket (several: any of them)"
+    )
 
 
 @routes.get(
-    "/api/v1/tickets", summary="List tickets (newest first unless `sort` says otherwise)",
+    "/api/v1/tickets", summary="List tickets, newest first unless sort says otherwise",
     response=TicketList, query=TicketQuery,
 )
 async def list_tickets(request: web.Request) -> web.Response:
     query = parse_query(request, TicketQuery)
     filters = query.model_dump(exclude={"limit", "cursor", "sort", "tags"}, exclude_none=True)
-    tags = [t.strip().lower() for t in (query.tags or "").split(",") if t.strip()]
-    tickets, next_cursor = await ticket_page(
-        request[SESSION], limit=clamp_limit(query.limit), cursor=query.decoded_cursor(),
-        filters=filters, tags=tags, sort=query.sort,
-    )
+    tags = [t.lower() for t in query.tags or ()]
+    try:
+        tickets, next_cursor = await ticket_page(
+            request[SESSION], limit=clamp_limit(query.limit), cursor=query.decoded_cursor(),
+            filters=filters, tags=tags, sort=query.sort,
+        )
+    except BadCursor as exc:
+        raise ApiError(422, "validation_failed", str(exc), {"cursor": str(exc)}) from exc
     body = TicketList(
         tickets=tickets,
         next_cursor=next_cursor.encode() if next_cursor else None,
