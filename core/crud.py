@@ -10,13 +10,13 @@ from typing import Any, Generic, TypeVar
 
 from pydantic import BaseModel
 from pydantic_core import to_jsonable_python
-from sqlalchemy import ColumnElement, func, select, tuple_
+from sqlalchemy import ColumnElement, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.errors import Conflict, Invalid, NotFound, plain_conflict
 from core.models_base import Base
-from core.pagination import Cursor, page_of
+from core.pagination import Cursor, keyset, page_of
 
 T = TypeVar("T", bound=Base)
 Hook = Callable[[AsyncSession, Any, BaseModel], Awaitable[None]]
@@ -59,10 +59,8 @@ class Crud(Generic[T]):
                 query = query.where(getattr(m, name).in_(value))
             else:
                 query = query.where(getattr(m, name) == value)
-        if cursor is not None:
-            query = query.where(tuple_(m.created_at, m.id) > tuple_(cursor.created_at, cursor.id))  # type: ignore[attr-defined]
-        rows = list(await session.scalars(query.order_by(m.created_at, m.id).limit(limit + 1)))  # type: ignore[attr-defined]
-        return page_of(rows, limit)
+        query = keyset(query, m.created_at, m.id, cursor, limit=limit)  # type: ignore[attr-defined]
+        return page_of(list(await session.scalars(query)), limit)
 
     async def get(self, session: AsyncSession, ident: str | uuid.UUID) -> T:
         try:

@@ -13,6 +13,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from sqlalchemy import Select, tuple_
+
 MAX_LIMIT = 100
 DEFAULT_LIMIT = 25
 
@@ -92,3 +94,19 @@ def page_of(
     last = rows[limit - 1]
     sort_value = value(last) if value is not None else getattr(last, key)
     return rows[:limit], Cursor(sort_value, last.id, key)
+
+
+def keyset(
+    query: Select[Any], key: Any, ident: Any, cursor: Cursor | None, *, limit: int,
+    descending: bool = False, sort: str = "created_at",
+) -> Select[Any]:
+    """`query` ordered by (key, id), after `cursor`, one row more than a page (for `page_of`).
+
+    The ORM lists' one pagination rule; the ticket pages (driver SQL) follow the same one."""
+    if cursor is not None:
+        cursor.require_sort(sort)
+        position = tuple_(key, ident)
+        after = tuple_(cursor.value, cursor.id)
+        query = query.where(position < after if descending else position > after)
+    order = (key.desc(), ident.desc()) if descending else (key, ident)
+    return query.order_by(*order).limit(limit + 1)

@@ -20,7 +20,7 @@ from core.audit.service import audit_service, plain
 from core.clock import utcnow
 from core.customers.models import Customer
 from core.customers.service import customer_service
-from core.enums import AgentRole, Channel, TicketStatus, Visibility
+from core.enums import AgentRole, TicketStatus, Visibility
 from core.errors import Conflict, Invalid, NotFound
 from core.groups.models import Group
 from core.tickets.api_comment import check_comment

@@ -14,9 +14,10 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from core.audit.models import TicketAuditLog
 from core.db import driver_of
 from core.errors import Conflict
-from core.pagination import Cursor, page_of
+from core.pagination import Cursor, keyset, page_of
 from core.tickets.models import Ticket
 from core.tickets.schemas import TicketOut
 from core.tickets.views import VIEW_COLUMNS
@@ -114,3 +115,12 @@ async def check_external_id(
             f"ticket #{number} already has external_id {external_id!r}; an external_id is unique",
             {"external_id": f"already used by ticket #{number}"},
         )
+
+
+async def audit_page(
+    session: AsyncSession, ticket_id: uuid.UUID, *, limit: int, cursor: Cursor | None = None
+) -> tuple[list[TicketAuditLog], Cursor | None]:
+    """A ticket's audit trail, oldest first."""
+    query = select(TicketAuditLog).where(TicketAuditLog.ticket_id == ticket_id)
+    query = keyset(query, TicketAuditLog.created_at, TicketAuditLog.id, cursor, limit=limit)
+    return page_of(list(await session.scalars(query)), limit)

@@ -128,6 +128,10 @@ class Strict(BaseModel):
 
 
 class CommentIn(Strict):
+    model_config = ConfigDict(json_schema_extra={"examples": [
+        {"body": "We have sent a technician.", "visibility": "public"},
+    ]})
+
     body: Body
     visibility: Visibility = Visibility.public
 
@@ -142,6 +146,14 @@ API_CHANNELS = (Channel.web, Channel.api, Channel.chat, Channel.phone)
 
 class TicketCreate(Strict):
     """The first comment is `description` (a public comment) or `comment` (with its visibility)."""
+
+    model_config = ConfigDict(json_schema_extra={"examples": [
+        {"subject": "Printer on fire", "description": "It started this morning.",
+         "requester": {"email": "jane@customer.test", "name": "Jane Doe"}, "priority": "high",
+         "type": "incident", "channel": "phone", "tags": ["hardware"], "external_id": "crm-4711"},
+        {"subject": "Refund", "comment": {"body": "Customer called about order 1234", "visibility": "internal"},
+         "requester_id": "5f0c6a1e-8d4b-4c2e-9a51-0b7f3c2d1e4f"},
+    ]})
 
     subject: Subject
     description: Body | None = Field(default=None, description="the first comment's text, public")
@@ -182,6 +194,11 @@ class TicketCreate(Strict):
 
 class TicketUpdate(Strict):
     """Only the fields sent are changed; `null` clears assignee, group, type or external_id."""
+
+    model_config = ConfigDict(json_schema_extra={"examples": [
+        {"status": "pending", "assignee_id": "0b7f3c2d-1e4f-4c2e-9a51-5f0c6a1e8d4b",
+         "comment": {"body": "Could you send a photo of the label?"}},
+    ]})
 
     subject: Subject | None = None
     status: TicketStatus | None = None

@@ -50,6 +50,7 @@ def create_app(
     app[RATE_LIMITER] = RateLimiter(per_minute=settings.api_rate_per_minute, burst=settings.api_rate_burst)
     for table in ROUTE_TABLES:
         table.add_to(app)
+    system.add_docs_assets(app)
     app[openapi.OPENAPI_KEY] = openapi.build(
         [op for table in ROUTE_TABLES for op in table.operations], version=_version()
     )

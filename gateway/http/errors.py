@@ -45,8 +45,12 @@ def from_validation(exc: ValidationError, *, where: str) -> ApiError:
         if isinstance(cause, FieldValueError):
             name, message = cause.field, str(cause)
         else:
-            name = ".".join(str(p) for p in err["loc"]) or where
+            # a query parameter is named as it is written (`status`, not `status.1`), with the bad value
+            loc = [p for p in err["loc"] if not (where == "query parameters" and isinstance(p, int))]
+            name = ".".join(str(p) for p in loc) or where
             message = err["msg"].removeprefix("Value error, ")
+            if where == "query parameters" and isinstance(err.get("input"), str):
+                message += f" (got {err['input'][:80]!r})"
         fields[name] = message
     summary = "; ".join(f"{name}: {message}" for name, message in fields.items())
     return ApiError(422, "validation_failed", f"invalid {where}: {summary}" if summary else f"invalid {where}", fields)

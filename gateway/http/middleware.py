@@ -10,6 +10,7 @@ from aiohttp import web
 from sqlalchemy.exc import IntegrityError
 
 from core.agents.tokens import authenticate, hash_token
+from core.pagination import BadCursor
 from core.idempotency import IdempotencyKey, fingerprint, lock_and_find
 from core.errors import Conflict, DomainError, Forbidden, Invalid, NotFound, plain_conflict
 from gateway.http.errors import ApiError, error_response
@@ -35,6 +36,8 @@ async def errors(request: web.Request, handler):  # type: ignore[no-untyped-def]
         return error_response(DOMAIN_STATUS[type(exc)], exc.code, exc.message, exc.fields)
     except json.JSONDecodeError:
         return error_response(400, "malformed_json", "request body is not valid JSON")
+    except BadCursor as exc:  # e.g. a cursor made for another sort
+        return error_response(422, "validation_failed", str(exc), {"cursor": str(exc)})
     except (IntegrityError, asyncpg.IntegrityConstraintViolationError) as exc:
         # a unique or foreign key the database enforced (e.g. a race past a service's check)
         conflict = plain_conflict(exc)

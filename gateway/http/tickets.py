@@ -8,13 +8,11 @@ from typing import Annotated, Literal
 
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
-from sqlalchemy import select, tuple_
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from core.audit.models import TicketAuditLog
-
 from core.enums import Channel, TicketPriority, TicketStatus, TicketType
-from core.pagination import MAX_LIMIT, BadCursor, Cursor, clamp_limit, page_of
+from core.pagination import MAX_LIMIT, BadCursor, Cursor, clamp_limit
 from core.tickets.models import TicketAttachment, TicketComment
 from core.tickets.schemas import (
     AttachmentOut,
@@ -26,7 +24,7 @@ from core.tickets.schemas import (
     TicketOut,
 )
 from core.tickets.service import ticket_service
-from core.tickets.repository import SORT_CHOICES, ticket_page
+from core.tickets.repository import SORT_CHOICES, audit_page, ticket_page
 from core.tickets.views import ticket_view
 from gateway.http.errors import ApiError, not_found
 from gateway.http.keys import SESSION, STORE
@@ -80,13 +78,10 @@ async def list_tickets(request: web.Request) -> web.Response:
     query = parse_query(request, TicketQuery)
     filters = query.model_dump(exclude={"limit", "cursor", "sort", "tags"}, exclude_none=True)
     tags = [t.lower() for t in query.tags or ()]
-    try:
-        tickets, next_cursor = await ticket_page(
-            request[SESSION], limit=clamp_limit(query.limit), cursor=query.decoded_cursor(),
-            filters=filters, tags=tags, sort=query.sort,
-        )
-    except BadCursor as exc:
-        raise ApiError(422, "validation_failed", str(exc), {"cursor": str(exc)}) from exc
+    tickets, next_cursor = await ticket_page(
+        request[SESSION], limit=clamp_limit(query.limit), cursor=query.decoded_cursor(),
+        filters=filters, tags=tags, sort=query.sort,
+    )
     body = TicketList(
         tickets=tickets,
         next_cursor=next_cursor.encode() if next_cursor else None,
@@ -159,17 +154,9 @@ def comment_out(comment: TicketComment, attachments: list[AttachmentOut]) -> Com
 async def list_audits(request: web.Request) -> web.Response:
     ticket = await ticket_or_404(request)
     page = parse_query(request, Page)
-    limit = clamp_limit(page.limit)
-    query = select(TicketAuditLog).where(TicketAuditLog.ticket_id == ticket.id)
-    cursor = page.decoded_cursor()
-    if cursor is not None:
-        query = query.where(
-            tuple_(TicketAuditLog.created_at, TicketAuditLog.id) > tuple_(cursor.created_at, cursor.id)
-        )
-    rows = list(await request[SESSION].scalars(
-        query.order_by(TicketAuditLog.created_at, TicketAuditLog.id).limit(limit + 1)
-    ))
-    rows, cursor = page_of(rows, limit)
+    rows, cursor = await audit_page(
+        request[SESSION], ticket.id, limit=clamp_limit(page.limit), cursor=page.decoded_cursor()
+    )
     body = AuditList(
         audits=[AuditOut.model_validate(r) for r in rows], next_cursor=cursor.encode() if cursor else None
     )
