@@ -100,6 +100,9 @@ class Settings(BaseSettings):
     sla_warning_minutes: float = Field(default=30.0, ge=0)  # warn this long before a breach
     outbox_retention_hours: float = Field(default=168.0, gt=0)  # published events kept this long
 
+    # notification mails (issue 13): the agents' page for one ticket, `{number}` filled in
+    agent_ticket_url: str | None = None
+
     @field_validator("support_addresses")
     @classmethod
     def _check_addresses(cls, value: str) -> str:
