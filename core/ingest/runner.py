@@ -186,7 +186,7 @@ class IngestRunner:
             update(InboundMessage), [outcome_row(r, o, now) for r, o in zip(rows, outcomes, strict=True)]
         )
         for inbound, outcome in zip(rows, outcomes, strict=True):
-            log.info(
+            log.debug(
                 "inbound %s Message-ID %s: %s %s", inbound.id, inbound.message_id,
                 outcome.status.value, outcome.reason or outcome.matched_rule or "",
             )
