@@ -12,7 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from core.crud import Crud
 from core.pagination import clamp_limit
 from gateway.http.keys import SESSION
-from gateway.http.routing import ADMIN, EVERYONE, RouteTable, json_response, parse_body, parse_query
+from gateway.http.routing import ADMIN, EVERYONE, RouteTable, json_response, parse_body, parse_query, with_article
 from gateway.http.tickets import Page
 
 # renders one object; the set names what `?include=` asked to embed
@@ -86,9 +86,9 @@ def crud_routes(
     ):
         handler.__name__ = name
     routes.get(base, summary=f"List {plural}", response=listing, query=query, roles=read_roles)(list_items)
-    routes.post(base, summary=f"Create a {crud.name}", body=create, response=out, roles=write_roles, statuses=(201,))(create_item)
+    routes.post(base, summary=f"Create {with_article(crud.name)}", body=create, response=out, roles=write_roles, statuses=(201,))(create_item)
     routes.get(one, summary=f"One {crud.name}", response=out, roles=read_roles, query=one_query)(get_item)
-    routes.put(one, summary=f"Update a {crud.name}", body=update, response=out, roles=write_roles)(update_item)
+    routes.put(one, summary=f"Update {with_article(crud.name)}", body=update, response=out, roles=write_roles)(update_item)
     if deletable:
-        routes.delete(one, summary=f"Delete a {crud.name}", roles=write_roles, statuses=(204,))(delete_item)
+        routes.delete(one, summary=f"Delete {with_article(crud.name)}", roles=write_roles, statuses=(204,))(delete_item)
     return routes

@@ -48,7 +48,7 @@ ERRORS: dict[str, tuple[str, dict[str, Any]]] = {
     "401": ("No token, or a token that is unknown or revoked.",
             {"code": "unauthorized", "message": "missing bearer token", "fields": {}}),
     "403": ("Your role may not do this.",
-            {"code": "forbidden", "message": "a light_agent may not do this", "fields": {}}),
+            {"code": "forbidden", "message": "a light agent may not do this", "fields": {}}),
     "404": ("No such object (or it was deleted).",
             {"code": "not_found", "message": "ticket not found", "fields": {}}),
     "409": ("The change conflicts with what is stored; the message says what to do.",

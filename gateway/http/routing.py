@@ -42,11 +42,18 @@ class Operation:
     raw_body: str | None = None  # content type of a non-JSON request body
 
 
+def with_article(noun: str) -> str:
+    """"an agent", "an SLA policy", "a group": for messages and summaries in plain English."""
+    vowel_sound = noun[:1].lower() in "aeiou" or noun.startswith(("SLA", "API", "HTML"))
+    return f"{'an' if vowel_sound else 'a'} {noun}"
+
+
 def _guarded(handler: Handler, roles: frozenset[AgentRole]) -> Handler:
     @functools.wraps(handler)
     async def guarded(request: web.Request) -> web.StreamResponse:
         if request[AGENT].role not in roles:
-            raise ApiError(403, "forbidden", f"a {request[AGENT].role.value} may not do this")
+            role = request[AGENT].role.value.replace("_", " ")
+            raise ApiError(403, "forbidden", f"{with_article(role)} may not do this")
         return await handler(request)
 
     return guarded

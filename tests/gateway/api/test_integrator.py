@@ -238,3 +238,20 @@ async def test_deleting_an_agent_deactivates_and_the_last_admin_stays(gateway: R
                 await client.put(f"/api/v1/agents/{other['id']}", json={"active": False})
         last = await error_of(await client.delete(f"/api/v1/agents/{me}"), 409)
         assert "last active admin" in last["message"]
+
+
+async def test_refusals_read_as_english(gateway: Running) -> None:
+    from core.agents.service import agent_service
+    from core.enums import AgentRole
+
+    async with gateway.db.unit_of_work() as session:
+        light = await agent_service.token_for(
+            session, email=f"{unique('light')}@agents.test", name="Lee", role=AgentRole.light_agent
+        )
+    async with gateway.http(light) as client:
+        error = await error_of(await client.post("/api/v1/groups", json={"name": unique("G")}), 403)
+        assert error["message"] == "a light agent may not do this"
+    async with gateway.http() as client:
+        doc = await get_json(client, "/api/v1/openapi.json")
+    assert doc["paths"]["/api/v1/agents"]["post"]["summary"] == "Create an agent"
+    assert doc["paths"]["/api/v1/sla_policies/{id}"]["delete"]["summary"] == "Delete an SLA policy"
