@@ -43,5 +43,9 @@ class AttachmentStore:
             Path(tmp).unlink(missing_ok=True)
             raise
 
+    async def remove(self, sha256: str) -> None:
+        """Delete a content no attachment refers to any more (erasure); absent is fine."""
+        await asyncio.to_thread(self.path_for(sha256).unlink, True)
+
     async def read(self, sha256: str) -> bytes:
         return await asyncio.to_thread(self.path_for(sha256).read_bytes)

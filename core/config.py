@@ -134,6 +134,8 @@ class Settings(BaseSettings):
     trusted_authserv_ids: str = ""  # comma-separated
     dns_resolver: str | None = None  # host[:port] for verification lookups; default the system's
     dns_timeout_seconds: float = Field(default=3.0, gt=0)
+    # notification mails (issue 13): the agents' page for one ticket, `{number}` filled in
+    agent_ticket_url: str | None = None
 
     @field_validator("support_addresses")
     @classmethod

@@ -4,19 +4,19 @@ SLA policies, triggers), so each of them states only its schemas and its rules."
 from __future__ import annotations
 
 import uuid
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
 from pydantic import BaseModel
 from pydantic_core import to_jsonable_python
-from sqlalchemy import select, tuple_
+from sqlalchemy import ColumnElement, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from core.errors import Conflict, Invalid, NotFound
+from core.errors import Conflict, Invalid, NotFound, plain_conflict
 from core.models_base import Base
-from core.pagination import Cursor, page_of
+from core.pagination import Cursor, keyset, page_of
 
 T = TypeVar("T", bound=Base)
 Hook = Callable[[AsyncSession, Any, BaseModel], Awaitable[None]]
@@ -42,6 +42,8 @@ class Crud(Generic[T]):
     before_write: Hook = _no_hook
     after_write: Hook = _no_hook
     order: Sequence[str] = field(default=("created_at", "id"))
+    # list filters that are not a plain column comparison: name ▸ value ▸ WHERE clause
+    filters: Mapping[str, Callable[[Any], ColumnElement[bool]]] = field(default_factory=dict)
 
     async def list(
         self, session: AsyncSession, *, limit: int, cursor: Cursor | None = None, **filters: Any
@@ -49,12 +51,16 @@ class Crud(Generic[T]):
         m = self.model
         query = select(m)
         for name, value in filters.items():
-            if value is not None:
+            if value is None:
+                continue
+            if name in self.filters:
+                query = query.where(self.filters[name](value))
+            elif isinstance(value, list):
+                query = query.where(getattr(m, name).in_(value))
+            else:
                 query = query.where(getattr(m, name) == value)
-        if cursor is not None:
-            query = query.where(tuple_(m.created_at, m.id) > tuple_(cursor.created_at, cursor.id))  # type: ignore[attr-defined]
-        rows = list(await session.scalars(query.order_by(m.created_at, m.id).limit(limit + 1)))  # type: ignore[attr-defined]
-        return page_of(rows, limit)
+        query = keyset(query, m.created_at, m.id, cursor, limit=limit)  # type: ignore[attr-defined]
+        return page_of(list(await session.scalars(query)), limit)
 
     async def get(self, session: AsyncSession, ident: str | uuid.UUID) -> T:
         try:
@@ -98,13 +104,31 @@ class Crud(Generic[T]):
         return obj
 
     async def delete(self, session: AsyncSession, obj: T) -> None:
+        await self._refuse_if_used(session, obj)
         await session.delete(obj)
         await self._flush(session)
+
+    async def _refuse_if_used(self, session: AsyncSession, obj: T) -> None:
+        """"the group still has 3 tickets; move them first" rather than a foreign key error."""
+        table = self.model.__table__  # type: ignore[attr-defined]
+        for other in table.metadata.sorted_tables:
+            for fk in other.foreign_keys:
+                if fk.column.table is not table or fk.ondelete in ("CASCADE", "SET NULL"):
+                    continue
+                count = await session.scalar(
+                    select(func.count()).select_from(other).where(fk.parent == obj.id)  # type: ignore[attr-defined]
+                )
+                if count:
+                    things = other.name.replace("_", " ")
+                    raise Conflict(
+                        f"the {self.name} still has {count} {things if count > 1 else things.removesuffix('s')}"
+                        f" ({fk.parent.name}); move them first",
+                        {"id": f"still used by {count} {things}"},
+                    )
 
     async def _flush(self, session: AsyncSession) -> None:
         try:
             async with session.begin_nested():
                 await session.flush()
         except IntegrityError as exc:
-            detail = str(exc.orig).splitlines()[-1] if exc.orig else "constraint violated"
-            raise Conflict(f"{self.name} conflicts with an existing one or is still in use: {detail}") from None
+            raise plain_conflict(exc, self.name) from None

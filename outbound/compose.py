@@ -100,6 +100,10 @@ async def lock_delivery(session: AsyncSession, delivery_id: uuid.UUID) -> Any:
     )).first()
 
 
+def ticket_link(template: str | None, number: object) -> str | None:
+    return template.replace("{number}", str(number)) if template else None
+
+
 class Composer:
     def __init__(self, settings: Settings, renderer: Renderer | None = None) -> None:
         self.settings = settings
@@ -173,7 +177,6 @@ class Composer:
         ticket = payload["ticket"]
         comment = payload.get("comment") or {}
         assigned = template == TICKET_ASSIGNED
-        base = self.settings.public_url or self.settings.base_url
         return {
             "ticket": {
                 "number": ticket.get("number"), "subject": ticket.get("subject") or "(no subject)",
@@ -181,7 +184,8 @@ class Composer:
             },
             "recipient": {"name": name, "is_agent": is_agent},
             "group": mailbox.group,
-            "ticket_url": f"{base.rstrip('/')}/api/v1/tickets/{ticket.get('number')}" if is_agent else None,
+            # a page a person can open, when the operator names one (the JSON API answers 401 in a browser)
+            "ticket_url": ticket_link(self.settings.agent_ticket_url, ticket.get("number")) if is_agent else None,
             "previous_status": payload.get("previous_status"),
             "actor_name": (
                 await _name_of(session, "agent", payload["actor_id"])

@@ -156,7 +156,7 @@ class Mailer:
             screened = self._within_ack_budget(event, screened)
             for recipient, reason in screened.suppressed:
                 self.metrics.mail_suppressed.labels(reason).inc()
-                log.info("event %s: no %s to %s (%s)", event_id, recipient.template, recipient.address, reason)
+                log.debug("event %s: no %s to %s (%s)", event_id, recipient.template, recipient.address, reason)
             mailbox = await self.composer.mailbox(session, event["ticket"].get("group_id"))
             comment_id = (event.get("comment") or {}).get("id")
             comments[event_id] = uuid.UUID(comment_id) if comment_id else None

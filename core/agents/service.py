@@ -3,13 +3,14 @@ from __future__ import annotations
 import uuid
 
 from pydantic import BaseModel
-from sqlalchemy import func, select
+from sqlalchemy import ColumnElement, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.agents import tokens
 from core.agents.models import Agent
 from core.crud import Crud
 from core.errors import Conflict
+from core.groups.models import group_members
 from core.enums import AgentRole
 
 
@@ -57,4 +58,10 @@ async def _keep_an_admin(session: AsyncSession, agent: Agent, data: BaseModel) -
         raise Conflict("this is the last active admin", {"role": "keep at least one active admin"})
 
 
-agent_crud: Crud[Agent] = Crud(Agent, "agent", before_write=_keep_an_admin)
+def _in_groups(group_ids: list[uuid.UUID]) -> ColumnElement[bool]:
+    return Agent.id.in_(select(group_members.c.agent_id).where(group_members.c.group_id.in_(group_ids)))
+
+
+agent_crud: Crud[Agent] = Crud(
+    Agent, "agent", before_write=_keep_an_admin, filters={"group_id": _in_groups}
+)

@@ -2,13 +2,17 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, StringConstraints
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from core.schemas import EmailAddress
+from core.tickets.schemas import CustomFields
 
 Name = Annotated[str, StringConstraints(strip_whitespace=True, max_length=255)]
+
+
+Phone = Annotated[str, StringConstraints(strip_whitespace=True, max_length=64)]
 
 
 class CustomerIn(BaseModel):
@@ -17,6 +21,8 @@ class CustomerIn(BaseModel):
     email: EmailAddress
     name: Name = ""
     organization_id: uuid.UUID | None = None
+    phone: Phone | None = None
+    custom_fields: CustomFields = Field(default_factory=dict)
 
 
 class CustomerUpdate(BaseModel):
@@ -26,6 +32,8 @@ class CustomerUpdate(BaseModel):
     name: Name | None = None
     organization_id: uuid.UUID | None = None
     bouncing: bool | None = None  # false: mail to the address again (after a bounce was fixed)
+    phone: Phone | None = None
+    custom_fields: CustomFields | None = None
 
 
 class CustomerOut(BaseModel):
@@ -35,6 +43,9 @@ class CustomerOut(BaseModel):
     name: str
     email: str
     organization_id: uuid.UUID | None
+    phone: str | None
+    custom_fields: dict[str, Any]
     bouncing: bool
+    erased_at: datetime | None = Field(description="set when the customer's personal data was erased")
     created_at: datetime
     updated_at: datetime

@@ -3,7 +3,7 @@ from __future__ import annotations
 import uuid
 
 from pydantic import BaseModel
-from sqlalchemy import any_, literal, select
+from sqlalchemy import ColumnElement, any_, literal, or_, select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -59,6 +59,18 @@ async def _announce(session: AsyncSession, customer: Customer, data: BaseModel) 
         events.emit_customer_updated(session, customer_id=customer.id)
 
 
+def _by_email(emails: list[str]) -> ColumnElement[bool]:
+    """Exact and case-insensitive: addresses are stored lower-cased."""
+    return Customer.email.in_([e.strip().lower() for e in emails])
+
+
+def _matching(words: str) -> ColumnElement[bool]:
+    """Part of the name or the address, case-insensitively (`%` and `_` are literal)."""
+    pattern = "%" + words.strip().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+    return or_(Customer.name.ilike(pattern, escape="\\"), Customer.email.ilike(pattern, escape="\\"))
+
+
 customer_crud: Crud[Customer] = Crud(
-    Customer, "customer", before_write=_organization_rules, after_write=_announce
+    Customer, "customer", before_write=_organization_rules, after_write=_announce,
+    filters={"email": _by_email, "q": _matching},
 )

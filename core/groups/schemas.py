@@ -4,6 +4,7 @@ import uuid
 from datetime import datetime
 from typing import Annotated
 
+from core.agents.schemas import AgentOut
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=255)]
@@ -31,5 +32,6 @@ class GroupOut(BaseModel):
     name: str
     description: str | None
     agent_ids: list[uuid.UUID]
+    agents: list[AgentOut] | None = Field(default=None, description="the members, with ?include=agents")
     created_at: datetime
     updated_at: datetime

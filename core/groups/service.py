@@ -8,6 +8,7 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.agents.models import Agent
+from core.agents.schemas import AgentOut
 from core.crud import Crud
 from core.errors import Invalid
 from core.groups.models import Group, group_members
@@ -45,13 +46,20 @@ async def _set_members(session: AsyncSession, group: Group, data: BaseModel) -> 
         )
 
 
-async def render_group(session: AsyncSession, group: Group) -> GroupOut:
-    members = await session.scalars(
+async def render_group(
+    session: AsyncSession, group: Group, include: frozenset[str] = frozenset()
+) -> GroupOut:
+    """`include` may name `agents`: the members themselves, not only their ids."""
+    members = list(await session.scalars(
         select(group_members.c.agent_id).where(group_members.c.group_id == group.id)
-    )
+    ))
+    agents = None
+    if "agents" in include:
+        rows = await session.scalars(select(Agent).where(Agent.id.in_(members)).order_by(Agent.name, Agent.id))
+        agents = [AgentOut.model_validate(a) for a in rows]
     return GroupOut(
-        id=group.id, name=group.name, description=group.description, agent_ids=list(members),
-        created_at=group.created_at, updated_at=group.updated_at,
+        id=group.id, name=group.name, description=group.description, agent_ids=members,
+        agents=agents, created_at=group.created_at, updated_at=group.updated_at,
     )
 
 

@@ -35,6 +35,7 @@ from core.enums import (
 from core.groups.service import group_service
 from core.ingest import prefetch
 from core.ingest.bounces import BounceCheck, check_bounce
+from core.ingest.imported import QUIET_KIND, is_quiet, original_date
 from core.ingest.models import InboundMessage
 from core.ingest.parsing import MailParser
 from core.ingest.threading import Sender, ThreadMatch, find_thread, has_thread_evidence
@@ -297,8 +298,10 @@ class Pipeline:
             follow_up_of_id=follow_up_of.id if follow_up_of else None, mail_kind=m.kind.kind.value,
             announce=False,
         )
-        created.append((ticket, m.kind.kind.value, m.inbound.peer if m.inbound.source == "smtp" else None,
-                        m.verdict.verified))
+        if (when := original_date(m.inbound)) is not None:
+            ticket.created_at = ticket.updated_at = when
+        created.append((ticket, QUIET_KIND if is_quiet(m.inbound) else m.kind.kind.value,
+                        m.inbound.peer if m.inbound.source == "smtp" else None, m.verdict.verified))
         return ticket
 
     async def reply(
@@ -400,8 +403,11 @@ class Pipeline:
             author_customer_id=author_customer_id, author_agent_id=author_agent_id,
             body=body, html_body=html if html is not None else m.mail.html, inbound_message_id=m.inbound.id,
             visibility=Visibility.internal if m.kind.automatic or internal else Visibility.public,
-            matched_rule=rule, mail_kind=m.kind.kind.value, via="email", announce=not first,
+            matched_rule=rule, mail_kind=QUIET_KIND if is_quiet(m.inbound) else m.kind.kind.value,
+            via="email", announce=not first,
         )
+        if (when := original_date(m.inbound)) is not None:
+            comment.created_at = when
         await self.store_attachments(session, comment, m.mail)
         if m.mail.message_id:
             ticket_service.record_message_id(

@@ -219,7 +219,7 @@ class IngestRunner:
         # settled: its count of starts is no longer needed (and is gone with this commit only)
         await session.execute(delete(InboundStart).where(InboundStart.inbound_id.in_([r.id for r in rows])))
         for inbound, outcome in zip(rows, outcomes, strict=True):
-            log.info(
+            log.debug(
                 "inbound %s Message-ID %s: %s %s", inbound.id, inbound.message_id,
                 outcome.status.value, outcome.reason or outcome.matched_rule or "",
             )

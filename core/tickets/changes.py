@@ -20,10 +20,11 @@ from core.audit.service import audit_service, plain
 from core.clock import utcnow
 from core.customers.models import Customer
 from core.customers.service import customer_service
-from core.enums import AgentRole, Channel, TicketStatus, Visibility
+from core.enums import AgentRole, TicketStatus, Visibility
 from core.errors import Conflict, Invalid, NotFound
 from core.groups.models import Group
 from core.tickets.api_comment import check_comment
+from core.tickets.repository import check_external_id
 from core.tickets.models import Tag, Ticket, TicketComment, ticket_followers
 from core.tickets.schemas import CommentIn, MergeIn, TicketCreate, TicketUpdate
 from core.tickets.service import participant_service, snapshot, ticket_service
@@ -43,9 +44,11 @@ class TicketChangeService:
                 session, email=data.requester.email, name=data.requester.name
             )
         await self._check_references(session, data.assignee_id, data.group_id)
+        assert data.comment is not None  # TicketCreate fills it from description
+        await check_external_id(session, data.external_id)
         ticket = await ticket_service.create(
             session, subject=data.subject, description=data.comment.body, requester_id=requester.id,
-            channel=Channel.api, group_id=data.group_id, organization_id=requester.organization_id,
+            channel=data.channel, group_id=data.group_id, organization_id=requester.organization_id,
             actor_type=actor.type, actor_id=actor.id, via="api", tags=data.tags,
             fields={
                 "status": data.status, "priority": data.priority, "type": data.type,

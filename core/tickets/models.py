@@ -67,7 +67,7 @@ class Ticket(Base):
     number: Mapped[int] = mapped_column(
         BigInteger, ticket_number_seq, server_default=ticket_number_seq.next_value(), unique=True
     )
-    external_id: Mapped[str | None] = mapped_column(String(255), index=True)
+    external_id: Mapped[str | None] = mapped_column(String(255), index=True, unique=True)
     subject: Mapped[str] = mapped_column(Text, default="")
     description: Mapped[str] = mapped_column(Text, default="")
     status: Mapped[TicketStatus] = mapped_column(

@@ -13,6 +13,7 @@ from pydantic import (
     ConfigDict,
     Field,
     StringConstraints,
+    field_validator,
     model_validator,
 )
 
@@ -24,6 +25,7 @@ from core.enums import (
     TicketType,
     Visibility,
 )
+from core.errors import FieldValueError
 from core.schemas import EmailAddress
 
 
@@ -126,6 +128,10 @@ class Strict(BaseModel):
 
 
 class CommentIn(Strict):
+    model_config = ConfigDict(json_schema_extra={"examples": [
+        {"body": "We have sent a technician.", "visibility": "public"},
+    ]})
+
     body: Body
     visibility: Visibility = Visibility.public
 
@@ -135,9 +141,26 @@ class RequesterIn(Strict):
     name: Annotated[str, StringConstraints(max_length=255)] = ""
 
 
+API_CHANNELS = (Channel.web, Channel.api, Channel.chat, Channel.phone)
+
+
 class TicketCreate(Strict):
+    """The first comment is `description` (a public comment) or `comment` (with its visibility)."""
+
+    model_config = ConfigDict(json_schema_extra={"examples": [
+        {"subject": "Printer on fire", "description": "It started this morning.",
+         "requester": {"email": "jane@customer.test", "name": "Jane Doe"}, "priority": "high",
+         "type": "incident", "channel": "phone", "tags": ["hardware"], "external_id": "crm-4711"},
+        {"subject": "Refund", "comment": {"body": "Customer called about order 1234", "visibility": "internal"},
+         "requester_id": "5f0c6a1e-8d4b-4c2e-9a51-0b7f3c2d1e4f"},
+    ]})
+
     subject: Subject
-    comment: CommentIn
+    description: Body | None = Field(default=None, description="the first comment's text, public")
+    comment: CommentIn | None = None
+    channel: Channel = Field(
+        default=Channel.api, description="where the request came from: web, api, chat or phone (email only from mail)",
+    )
     requester_id: uuid.UUID | None = None
     requester: RequesterIn | None = None
     status: TicketStatus = TicketStatus.new
@@ -149,17 +172,33 @@ class TicketCreate(Strict):
     custom_fields: CustomFields = Field(default_factory=dict)
     external_id: Annotated[str, StringConstraints(max_length=255)] | None = None
 
+    @field_validator("channel")
+    @classmethod
+    def _not_email(cls, value: Channel) -> Channel:
+        if value not in API_CHANNELS:
+            raise ValueError("email tickets come only from mail; use web, api, chat or phone")
+        return value
+
     @model_validator(mode="after")
     def _one_requester(self) -> TicketCreate:
         if (self.requester_id is None) == (self.requester is None):
-            raise ValueError("give exactly one of requester_id and requester")
+            raise FieldValueError("requester_id", "give exactly one of requester_id and requester")
+        if (self.description is None) == (self.comment is None):
+            raise FieldValueError("description", "give the first comment as description or as comment (exactly one)")
+        if self.comment is None:
+            self.comment = CommentIn(body=self.description)  # type: ignore[arg-type]
         if self.status is TicketStatus.closed:
-            raise ValueError("a ticket cannot be created closed")
+            raise FieldValueError("status", "a ticket cannot be created closed")
         return self
 
 
 class TicketUpdate(Strict):
     """Only the fields sent are changed; `null` clears assignee, group, type or external_id."""
+
+    model_config = ConfigDict(json_schema_extra={"examples": [
+        {"status": "pending", "assignee_id": "0b7f3c2d-1e4f-4c2e-9a51-5f0c6a1e8d4b",
+         "comment": {"body": "Could you send a photo of the label?"}},
+    ]})
 
     subject: Subject | None = None
     status: TicketStatus | None = None

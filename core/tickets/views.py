@@ -1,4 +1,4 @@
-"""Tickets as the API shows them, read from rows rather than ORM objects.
+"""One ticket as the API shows it, read from a row rather than ORM objects (pages: repository.py).
 
 The hottest reads of the desk (one ticket, a page of tickets) spent most of their time in
 SQLAlchemy, building ORM objects only to copy them into `TicketOut`; these read the columns
@@ -7,14 +7,11 @@ SQLAlchemy, building ORM objects only to copy them into `TicketOut`; these read 
 
 from __future__ import annotations
 
-import enum
 import uuid
-from collections.abc import Sequence
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.db import driver_of
-from core.pagination import Cursor, page_of
 from core.tickets.models import Ticket
 from core.tickets.schemas import TicketOut
 
@@ -44,46 +41,3 @@ async def ticket_view(session: AsyncSession, ref: str) -> TicketOut | None:
     async with driver_of(session) as connection:
         row = await connection.fetchrow(_BY_NUMBER if isinstance(key, int) else _BY_ID, key)
     return None if row is None else TicketOut.model_validate(dict(row))
-
-
-# the columns a page may be filtered on (names come from this set, values are parameters)
-FILTERABLE = frozenset({"status", "priority", "type", "channel", "group_id", "requester_id",
-                        "assignee_id", "organization_id"})
-_SORTABLE = frozenset({"created_at", "updated_at"})
-
-
-async def ticket_page(
-    session: AsyncSession,
-    *,
-    limit: int,
-    cursor: Cursor | None = None,
-    filters: dict[str, object] | None = None,
-    tags: Sequence[str] = (),
-    sort: str = "-created_at",
-) -> tuple[list[TicketOut], Cursor | None]:
-    """Keyset-paginated on (sort column, id): stable while tickets arrive or change.
-
-    `sort` is `created_at` or `updated_at`, `-` for newest first; `tags` must all be present."""
-    column = sort.lstrip("-")
-    if column not in _SORTABLE:
-        raise ValueError(f"cannot sort by {sort!r}")
-    direction = "DESC" if sort.startswith("-") else "ASC"
-    where, params = ["deleted_at IS NULL"], []
-    for name, value in (filters or {}).items():
-        if name not in FILTERABLE:
-            raise ValueError(f"cannot filter by {name!r}")
-        params.append(value.value if isinstance(value, enum.Enum) else value)
-        where.append(f"{name} = ${len(params)}")
-    if tags:
-        params.append(list(tags))
-        where.append(f"tags @> ${len(params)}")
-    if cursor is not None:
-        params += [cursor.created_at, cursor.id]
-        comparison = "<" if direction == "DESC" else ">"
-        where.append(f"({column}, id) {comparison} (${len(params) - 1}, ${len(params)})")
-    params.append(limit + 1)
-    query = (f"{_SELECT_ALL} WHERE {' AND '.join(where)} "
-             f"ORDER BY {column} {direction}, id {direction} LIMIT ${len(params)}")
-    async with driver_of(session) as connection:
-        rows = await connection.fetch(query, *params)
-    return page_of([TicketOut.model_validate(dict(row)) for row in rows], limit, column)

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from aiohttp import web
+from pydantic import BaseModel, ConfigDict, Field
 
 from core.actor import Actor
+from core.enums import TicketPriority
 from core.groups.schemas import GroupIn, GroupOut, GroupUpdate
 from core.groups.service import group_crud, render_group
 from core.macros.schemas import MacroIn, MacroOut, MacroUpdate
@@ -20,17 +24,42 @@ from core.triggers.service import trigger_crud
 from gateway.http.crud import crud_routes
 from gateway.http.keys import AGENT, SESSION
 from gateway.http.routing import STAFF, RouteTable, json_response
+from gateway.http.tickets import Page
+
+class GroupInclude(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    include: list[Literal["agents"]] | None = Field(
+        default=None, description="agents: embed each group's members, not only their ids",
+    )
+
+
+class GroupQuery(GroupInclude, Page):
+    pass
+
+
+class OrganizationQuery(Page):
+    domain: list[str] | None = Field(default=None, description="organizations listing any of these email domains")
+
+
+class SlaPolicyQuery(Page):
+    priority: list[TicketPriority] | None = Field(
+        default=None, description="policies that set a target for tickets of any of these priorities",
+    )
+
 
 groups = crud_routes(
     group_crud, plural="groups", out=GroupOut, create=GroupIn, update=GroupUpdate, render=render_group,
+    query=GroupQuery, one_query=GroupInclude,
 )
 organizations = crud_routes(
     organization_crud, plural="organizations", out=OrganizationOut, create=OrganizationIn,
-    update=OrganizationUpdate,
+    update=OrganizationUpdate, query=OrganizationQuery,
 )
 macros = crud_routes(macro_crud, plural="macros", out=MacroOut, create=MacroIn, update=MacroUpdate)
 sla_policies = crud_routes(
     sla_policy_crud, plural="sla_policies", out=SlaPolicyOut, create=SlaPolicyIn, update=SlaPolicyUpdate,
+    query=SlaPolicyQuery,
 )
 triggers = crud_routes(trigger_crud, plural="triggers", out=TriggerOut, create=TriggerIn, update=TriggerUpdate)
 

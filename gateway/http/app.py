@@ -61,6 +61,7 @@ def create_app(
     app[AUTH_FAILURES] = RateLimiter(per_minute=settings.api_auth_failures_per_minute, burst=settings.api_auth_failures_burst)
     for table in ROUTE_TABLES:
         table.add_to(app)
+    system.add_docs_assets(app)
     app[openapi.OPENAPI_KEY] = openapi.build(
         [op for table in ROUTE_TABLES for op in table.operations], version=_version()
     )

@@ -12,10 +12,11 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from core.crud import Crud
 from core.pagination import clamp_limit
 from gateway.http.keys import SESSION
-from gateway.http.routing import ADMIN, EVERYONE, RouteTable, json_response, parse_body, parse_query
+from gateway.http.routing import ADMIN, EVERYONE, RouteTable, json_response, parse_body, parse_query, with_article
 from gateway.http.tickets import Page
 
-Render = Callable[[AsyncSession, Any], Awaitable[BaseModel]]
+# renders one object; the set names what `?include=` asked to embed
+Render = Callable[[AsyncSession, Any, frozenset[str]], Awaitable[BaseModel]]
 
 
 def crud_routes(
@@ -29,6 +30,7 @@ def crud_routes(
     write_roles: frozenset = ADMIN,
     render: Render | None = None,
     query: type[Page] = Page,
+    one_query: type[BaseModel] | None = None,
     deletable: bool = True,
     on_change: Callable[[web.Request], None] = lambda request: None,
 ) -> RouteTable:
@@ -37,20 +39,25 @@ def crud_routes(
     one = f"{base}/{{id}}"
     listing = create_model(f"{out.__name__}List", **{plural: (list[out], ...), "next_cursor": (str | None, None)})  # type: ignore[call-overload]
 
-    async def to_out(session: AsyncSession, obj: Any) -> BaseModel:
-        return await render(session, obj) if render else out.model_validate(obj)
+    async def to_out(session: AsyncSession, obj: Any, include: frozenset[str] = frozenset()) -> BaseModel:
+        return await render(session, obj, include) if render else out.model_validate(obj)
+
+    def included(q: BaseModel) -> frozenset[str]:
+        return frozenset(getattr(q, "include", None) or ())
 
     async def list_items(request: web.Request) -> web.Response:
         q = parse_query(request, query)
-        filters = q.model_dump(exclude={"limit", "cursor"}, exclude_none=True)
+        filters = q.model_dump(exclude={"limit", "cursor", "include"}, exclude_none=True)
         session = request[SESSION]
         rows, cursor = await crud.list(session, limit=clamp_limit(q.limit), cursor=q.decoded_cursor(), **filters)
-        items = [await to_out(session, r) for r in rows]
+        items = [await to_out(session, r, included(q)) for r in rows]
         return json_response(listing(**{plural: items, "next_cursor": cursor.encode() if cursor else None}))
 
     async def get_item(request: web.Request) -> web.Response:
         session = request[SESSION]
-        return json_response(await to_out(session, await crud.get(session, request.match_info["id"])))
+        q = parse_query(request, one_query) if one_query else None
+        obj = await crud.get(session, request.match_info["id"])
+        return json_response(await to_out(session, obj, included(q) if q else frozenset()))
 
     async def create_item(request: web.Request) -> web.Response:
         data = await parse_body(request, create)
@@ -79,9 +86,9 @@ def crud_routes(
     ):
         handler.__name__ = name
     routes.get(base, summary=f"List {plural}", response=listing, query=query, roles=read_roles)(list_items)
-    routes.post(base, summary=f"Create a {crud.name}", body=create, response=out, roles=write_roles, statuses=(201,))(create_item)
-    routes.get(one, summary=f"One {crud.name}", response=out, roles=read_roles)(get_item)
-    routes.put(one, summary=f"Update a {crud.name}", body=update, response=out, roles=write_roles)(update_item)
+    routes.post(base, summary=f"Create {with_article(crud.name)}", body=create, response=out, roles=write_roles, statuses=(201,))(create_item)
+    routes.get(one, summary=f"One {crud.name}", response=out, roles=read_roles, query=one_query)(get_item)
+    routes.put(one, summary=f"Update {with_article(crud.name)}", body=update, response=out, roles=write_roles)(update_item)
     if deletable:
-        routes.delete(one, summary=f"Delete a {crud.name}", roles=write_roles, statuses=(204,))(delete_item)
+        routes.delete(one, summary=f"Delete {with_article(crud.name)}", roles=write_roles, statuses=(204,))(delete_item)
     return routes

@@ -6,13 +6,12 @@ import uuid
 from datetime import datetime
 
 from aiohttp import web
-from pydantic import BaseModel, ConfigDict
-from sqlalchemy import select, tuple_
+from pydantic import BaseModel, ConfigDict, Field
 
 from core.enums import DeliveryStatus
-from core.events import OutboundDelivery
-from core.pagination import Cursor, clamp_limit
+from core.pagination import clamp_limit
 from gateway.http.keys import SESSION
+from outbound.repository import delivery_page
 from gateway.http.routing import STAFF, RouteTable, parse_query
 from gateway.http.tickets import Page
 
@@ -41,8 +40,8 @@ class DeliveryList(BaseModel):
 
 
 class DeliveryQuery(Page):
-    status: DeliveryStatus | None = None
-    ticket_id: uuid.UUID | None = None
+    status: list[DeliveryStatus] | None = Field(default=None, description="e.g. failed (several: a,b or repeated)")
+    ticket_id: list[uuid.UUID] | None = None
 
 
 @routes.get(
@@ -51,23 +50,11 @@ class DeliveryQuery(Page):
 )
 async def list_deliveries(request: web.Request) -> web.Response:
     query = parse_query(request, DeliveryQuery)
-    limit = clamp_limit(query.limit)
-    stmt = select(OutboundDelivery)
-    if query.status is not None:
-        stmt = stmt.where(OutboundDelivery.status == query.status)
-    if query.ticket_id is not None:
-        stmt = stmt.where(OutboundDelivery.ticket_id == query.ticket_id)
-    cursor = query.decoded_cursor()
-    if cursor is not None:
-        stmt = stmt.where(
-            tuple_(OutboundDelivery.created_at, OutboundDelivery.id) < tuple_(cursor.created_at, cursor.id)
-        )
-    rows = list(await request[SESSION].scalars(
-        stmt.order_by(OutboundDelivery.created_at.desc(), OutboundDelivery.id.desc()).limit(limit + 1)
-    ))
-    next_cursor = None
-    if len(rows) > limit:
-        rows = rows[:limit]
-        next_cursor = Cursor(rows[-1].created_at, rows[-1].id).encode()
-    body = DeliveryList(deliveries=[DeliveryOut.model_validate(r) for r in rows], next_cursor=next_cursor)
+    rows, cursor = await delivery_page(
+        request[SESSION], limit=clamp_limit(query.limit), cursor=query.decoded_cursor(),
+        status=query.status or (), ticket_id=query.ticket_id or (),
+    )
+    body = DeliveryList(
+        deliveries=[DeliveryOut.model_validate(r) for r in rows], next_cursor=cursor.encode() if cursor else None,
+    )
     return web.json_response(text=body.model_dump_json())

@@ -7,6 +7,8 @@ from typing import Any
 from aiohttp import web
 from pydantic import ValidationError
 
+from core.errors import FieldValueError
+
 
 class ApiError(Exception):
     def __init__(
@@ -39,6 +41,16 @@ def not_found(what: str) -> ApiError:
 def from_validation(exc: ValidationError, *, where: str) -> ApiError:
     fields: dict[str, str] = {}
     for err in exc.errors(include_url=False):
-        name = ".".join(str(p) for p in err["loc"]) or where
-        fields[name] = err["msg"]
-    return ApiError(422, "validation_failed", f"invalid {where}", fields)
+        cause = err.get("ctx", {}).get("error")
+        if isinstance(cause, FieldValueError):
+            name, message = cause.field, str(cause)
+        else:
+            # a query parameter is named as it is written (`status`, not `status.1`), with the bad value
+            loc = [p for p in err["loc"] if not (where == "query parameters" and isinstance(p, int))]
+            name = ".".join(str(p) for p in loc) or where
+            message = err["msg"].removeprefix("Value error, ")
+            if where == "query parameters" and isinstance(err.get("input"), str):
+                message += f" (got {err['input'][:80]!r})"
+        fields[name] = message
+    summary = "; ".join(f"{name}: {message}" for name, message in fields.items())
+    return ApiError(422, "validation_failed", f"invalid {where}: {summary}" if summary else f"invalid {where}", fields)

@@ -6,16 +6,17 @@ import uuid
 from datetime import datetime
 
 from aiohttp import web
-from pydantic import BaseModel, ConfigDict
-from sqlalchemy import delete, select, tuple_
+from pydantic import BaseModel, ConfigDict, Field
+from sqlalchemy import delete
 
 from core.enums import InboundStatus
 from core.ingest.intake import IntakeUnavailable, Submission
 from core.ingest.models import InboundMessage, InboundStart
 from core.ingest.submission import support_recipients
 from core.mail.addresses import support_mailbox
+from core.ingest.repository import inbound_page
 from core.mail.authentication import strip_untrusted
-from core.pagination import clamp_limit, page_of
+from core.pagination import clamp_limit
 from gateway.http.errors import ApiError, not_found
 from gateway.http.keys import INTAKE, SESSION, SETTINGS
 from gateway.http.routing import STAFF, RouteTable, parse_query
@@ -54,7 +55,9 @@ class InboundList(BaseModel):
 
 
 class InboundQuery(Page):
-    status: InboundStatus | None = None
+    status: list[InboundStatus] | None = Field(
+        default=None, description="e.g. quarantined (several: a,b or repeated)",
+    )
 
 
 async def inbound_or_404(request: web.Request) -> InboundMessage:
@@ -74,23 +77,10 @@ async def inbound_or_404(request: web.Request) -> InboundMessage:
 )
 async def list_inbound(request: web.Request) -> web.Response:
     query = parse_query(request, InboundQuery)
-    limit = clamp_limit(query.limit)
-    # every column but the raw bytes
-    columns = [getattr(InboundMessage, name) for name in InboundOut.model_fields]
-    stmt = select(*columns)
-    if query.status is not None:
-        stmt = stmt.where(InboundMessage.status == query.status)
-    cursor = query.decoded_cursor()
-    if cursor is not None:
-        stmt = stmt.where(
-            tuple_(InboundMessage.received_at, InboundMessage.id) < tuple_(cursor.created_at, cursor.id)
-        )
-    rows = (
-        await request[SESSION].execute(
-            stmt.order_by(InboundMessage.received_at.desc(), InboundMessage.id.desc()).limit(limit + 1)
-        )
-    ).all()
-    rows, cursor = page_of(list(rows), limit, key="received_at")
+    rows, cursor = await inbound_page(
+        request[SESSION], columns=list(InboundOut.model_fields), limit=clamp_limit(query.limit),
+        cursor=query.decoded_cursor(), status=query.status or (),
+    )
     body = InboundList(
         inbound=[InboundOut.model_validate(row._mapping) for row in rows],
         next_cursor=cursor.encode() if cursor else None,

@@ -9,12 +9,13 @@ import logging
 import asyncpg
 from aiohttp import web
 from aiohttp.streams import StreamReader
-from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+from sqlalchemy.exc import DBAPIError, IntegrityError, InterfaceError, OperationalError
 
 from core.agents.tokens import authenticate, hash_token
 from core.db import ConnectionLost
+from core.pagination import BadCursor
 from core.idempotency import IdempotencyKey, fingerprint, lock_and_find
-from core.errors import Conflict, DomainError, Forbidden, Invalid, NotFound
+from core.errors import Conflict, DomainError, Forbidden, Invalid, NotFound, plain_conflict
 from gateway.http.errors import ApiError, error_response
 from gateway.http.keys import AGENT, AUTH_FAILURES, DB, RATE_LIMITER, SESSION, TOKEN_CACHE
 
@@ -51,6 +52,12 @@ async def errors(request: web.Request, handler):  # type: ignore[no-untyped-def]
         return error_response(DOMAIN_STATUS[type(exc)], exc.code, exc.message, exc.fields)
     except json.JSONDecodeError:
         return error_response(400, "malformed_json", "request body is not valid JSON")
+    except BadCursor as exc:  # e.g. a cursor made for another sort
+        return error_response(422, "validation_failed", str(exc), {"cursor": str(exc)})
+    except (IntegrityError, asyncpg.IntegrityConstraintViolationError) as exc:
+        # a unique or foreign key the database enforced (e.g. a race past a service's check)
+        conflict = plain_conflict(exc)
+        return error_response(DOMAIN_STATUS[type(conflict)], conflict.code, conflict.message, conflict.fields)
     except web.HTTPException as exc:
         if exc.status < 400 or not request.path.startswith(API_PREFIX):
             raise

@@ -5,23 +5,27 @@ from __future__ import annotations
 import uuid
 
 from aiohttp import web
-from pydantic import ConfigDict
+from typing import Annotated
+
+from pydantic import ConfigDict, Field, StringConstraints
 from sqlalchemy import func, select
 
+from core.actor import Actor
 from core.agents import tokens
 from core.agents.tokens import Principal
 from core.agents.models import ApiToken
 from core.agents.schemas import AgentIn, AgentOut, AgentUpdate, IssuedToken, TokenIn, TokenList, TokenOut
 from core.agents.service import agent_crud
 from core.customers.schemas import CustomerIn, CustomerOut, CustomerUpdate
+from core.customers.erasure import erase_customer
 from core.customers.service import customer_crud
 from core.enums import AgentRole
 from core.errors import Conflict, Forbidden, NotFound
 from core.pagination import clamp_limit
 from core.tickets.schemas import TicketList
-from core.tickets.views import ticket_page
+from core.tickets.repository import ticket_page
 from gateway.http.crud import crud_routes
-from gateway.http.keys import AGENT, SESSION, SETTINGS, TOKEN_CACHE
+from gateway.http.keys import AGENT, SESSION, SETTINGS, STORE, TOKEN_CACHE
 from gateway.http.routing import ADMIN, EVERYONE, STAFF, RouteTable, json_response, parse_body, parse_query
 from gateway.http.tickets import Page
 
@@ -29,13 +33,17 @@ from gateway.http.tickets import Page
 class CustomerQuery(Page):
     model_config = ConfigDict(extra="forbid")
 
-    email: str | None = None
-    organization_id: uuid.UUID | None = None
+    email: list[str] | None = Field(default=None, description="exact addresses, in any case (a,b or repeated)")
+    q: Annotated[str, StringConstraints(min_length=1, max_length=255)] | None = Field(
+        default=None, description="part of the name or the address, in any case",
+    )
+    organization_id: list[uuid.UUID] | None = None
 
 
 class AgentQuery(Page):
-    role: AgentRole | None = None
+    role: list[AgentRole] | None = None
     active: bool | None = None
+    group_id: list[uuid.UUID] | None = Field(default=None, description="members of any of these groups")
 
 
 customers = crud_routes(
@@ -67,6 +75,35 @@ async def customer_tickets(request: web.Request) -> web.Response:
         tickets=rows,
         next_cursor=cursor.encode() if cursor else None,
     ))
+
+
+@extra.delete(
+    "/api/v1/customers/{id}",
+    summary="Erase a customer's personal data (their tickets stay, their words are redacted)",
+    response=CustomerOut, roles=STAFF,
+)
+async def erase(request: web.Request) -> web.Response:
+    session = request[SESSION]
+    customer = await customer_crud.get(session, request.match_info["id"])
+    erased = await erase_customer(session, customer, Actor.agent(request[AGENT]))
+    store = request.app[STORE]
+    for digest in erased.orphaned_digests:
+        await store.remove(digest)
+    await session.refresh(customer)
+    return json_response(CustomerOut.model_validate(customer))
+
+
+@extra.delete(
+    "/api/v1/agents/{id}",
+    summary="Deactivate an agent: they can no longer sign in, their work stays attributed",
+    response=AgentOut, roles=ADMIN,
+)
+async def deactivate(request: web.Request) -> web.Response:
+    session = request[SESSION]
+    agent = await agent_crud.get(session, request.match_info["id"])
+    agent = await agent_crud.update(session, agent, AgentUpdate(active=False))
+    request.app[TOKEN_CACHE].clear()  # their tokens stop working in this process now
+    return json_response(AgentOut.model_validate(agent))
 
 
 @extra.post(

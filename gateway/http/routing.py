@@ -6,6 +6,7 @@ from __future__ import annotations
 import functools
 import json
 import re
+import typing
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TypeVar
@@ -42,11 +43,18 @@ class Operation:
     raw_body: str | None = None  # content type of a non-JSON request body
 
 
+def with_article(noun: str) -> str:
+    """"an agent", "an SLA policy", "a group": for messages and summaries in plain English."""
+    vowel_sound = noun[:1].lower() in "aeiou" or noun.startswith(("SLA", "API", "HTML"))
+    return f"{'an' if vowel_sound else 'a'} {noun}"
+
+
 def _guarded(handler: Handler, roles: frozenset[AgentRole]) -> Handler:
     @functools.wraps(handler)
     async def guarded(request: web.Request) -> web.StreamResponse:
         if request[AGENT].role not in roles:
-            raise ApiError(403, "forbidden", f"a {request[AGENT].role.value} may not do this")
+            role = request[AGENT].role.value.replace("_", " ")
+            raise ApiError(403, "forbidden", f"{with_article(role)} may not do this")
         return await handler(request)
 
     return guarded
@@ -84,12 +92,36 @@ class RouteTable:
             app.router.add_route(op.method, op.path, handler)
 
 
+def _takes_several(model: type[BaseModel], name: str) -> bool:
+    field = model.model_fields.get(name)
+    if field is None:
+        return False
+    kinds = [field.annotation, *typing.get_args(field.annotation)]
+    return any(typing.get_origin(kind) is list for kind in kinds)
+
+
+def query_values(request: web.Request, model: type[BaseModel]) -> dict[str, str | list[str]]:
+    """The query string as `model` takes it: a list parameter from `a,b` or repeated (or both),
+    any other parameter exactly once (a second value is refused, not silently dropped)."""
+    data: dict[str, str | list[str]] = {}
+    for name in dict.fromkeys(request.query.keys()):
+        values = request.query.getall(name)
+        if _takes_several(model, name):
+            data[name] = [part.strip() for value in values for part in value.split(",") if part.strip()]
+        elif len(values) > 1:
+            raise ApiError(422, "validation_failed", f"{name} takes one value; it was given {len(values)}",
+                           {name: "give it once"})
+        else:
+            data[name] = values[0]
+    return data
+
+
 def parse_query(request: web.Request, model: type[M]) -> M:
     bad = [name for name, value in request.query.items() if "\x00" in value or "\x00" in name]
     if bad:
         raise ApiError(422, "validation_failed", "NUL characters are not allowed", {n: "contains NUL" for n in bad})
     try:
-        return model.model_validate(dict(request.query))
+        return model.model_validate(query_values(request, model))
     except ValidationError as exc:
         raise from_validation(exc, where="query parameters") from exc
 

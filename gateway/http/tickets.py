@@ -5,17 +5,15 @@ from __future__ import annotations
 import uuid
 from collections import defaultdict
 from enum import Enum
-from typing import Literal
+from typing import Annotated, Literal
 
 from aiohttp import web
-from pydantic import BaseModel, ConfigDict, Field
-from sqlalchemy import select, tuple_
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from core.audit.models import TicketAuditLog
-
-from core.enums import TicketPriority, TicketStatus
-from core.pagination import MAX_LIMIT, BadCursor, Cursor, clamp_limit, page_of
+from core.enums import Channel, TicketPriority, TicketStatus, TicketType
+from core.pagination import MAX_LIMIT, BadCursor, Cursor, clamp_limit
 from core.tickets.models import TicketAttachment, TicketComment
 from core.tickets.schemas import (
     AttachmentOut,
@@ -27,7 +25,8 @@ from core.tickets.schemas import (
     TicketOut,
 )
 from core.tickets.service import ticket_service
-from core.tickets.views import ticket_page, ticket_view
+from core.tickets.repository import SORT_CHOICES, audit_page, ticket_page
+from core.tickets.views import ticket_view
 from gateway.http.errors import ApiError, not_found
 from gateway.http.keys import AGENT, SEARCH, SESSION, STORE
 from gateway.http.routing import RouteTable, parse_query
@@ -54,28 +53,41 @@ class Page(BaseModel):
             raise ApiError(422, "validation_failed", str(exc), {"cursor": str(exc)}) from exc
 
 
+SortKey = Literal[SORT_CHOICES]  # type: ignore[valid-type]
+Several = Field(default=None, description="one value, several as a,b or repeated; any of them matches")
+
+
 class TicketQuery(Page):
     q: str | None = Field(
-        default=None, description="search words and qualifiers, as GET /api/v1/search (ranked by relevance)"
+        default=None,
+        description="search words and qualifiers, as GET /api/v1/search; the other filters narrow it "
+                    "and the results come ranked (sort does not apply)",
     )
-    sort: Literal["created_at", "-created_at", "updated_at", "-updated_at"] = "-created_at"
-    tags: str | None = Field(default=None, description="comma-separated; tickets having all of them")
-    status: TicketStatus | None = None
-    priority: TicketPriority | None = None
-    group_id: uuid.UUID | None = None
-    requester_id: uuid.UUID | None = None
-    assignee_id: uuid.UUID | None = None
-    organization_id: uuid.UUID | None = None
+    sort: SortKey = Field(  # type: ignore[valid-type]
+        default="-created_at", description="the order of the list; a leading - sorts descending",
+    )
+    tags: list[str] | None = Field(default=None, description="tickets having all of these tags (a,b or repeated)")
+    status: list[TicketStatus] | None = Several
+    priority: list[TicketPriority] | None = Several
+    type: list[TicketType] | None = Several
+    channel: list[Channel] | None = Several
+    group_id: list[uuid.UUID] | None = Several
+    requester_id: list[uuid.UUID] | None = Several
+    assignee_id: list[uuid.UUID] | None = Several
+    organization_id: list[uuid.UUID] | None = Several
+    external_id: list[Annotated[str, StringConstraints(max_length=255)]] | None = Field(
+        default=None, description="the id your system gave the ticket (several: any of them)"
+    )
 
 
 @routes.get(
-    "/api/v1/tickets", summary="List tickets (newest first unless `sort` says otherwise)",
+    "/api/v1/tickets", summary="List tickets, newest first unless sort says otherwise",
     response=TicketList, query=TicketQuery,
 )
 async def list_tickets(request: web.Request) -> web.Response:
     query = parse_query(request, TicketQuery)
     filters = query.model_dump(exclude={"limit", "cursor", "sort", "tags", "q"}, exclude_none=True)
-    tags = [t.strip().lower() for t in (query.tags or "").split(",") if t.strip()]
+    tags = [t.lower() for t in query.tags or ()]
     if query.q is not None:
         return await _searched_tickets(request, query, filters, tags)
     tickets, next_cursor = await ticket_page(
@@ -93,11 +105,16 @@ async def _searched_tickets(
     request: web.Request, query: TicketQuery, filters: dict[str, object], tags: list[str]
 ) -> web.Response:
     """`q` given: the search engine answers, the list's other filters narrowing it."""
-    extra = [
-        Filter(name, (PRIORITY_RANK[value.value] if name == "priority" else value.value
-                      if isinstance(value, Enum) else value,))
-        for name, value in filters.items()
-    ]
+    if "external_id" in filters:
+        raise ApiError(422, "validation_failed", "external_id and q cannot be combined; use one of them",
+                       {"external_id": "not with q"})
+
+    def plain(name: str, value: object) -> object:
+        value = value.value if isinstance(value, Enum) else value
+        return PRIORITY_RANK[str(value)] if name == "priority" else value
+
+    extra = [Filter(name, tuple(plain(name, v) for v in values))  # type: ignore[attr-defined]
+             for name, values in filters.items()]
     if tags:
         extra += [Filter("tags", (tag,)) for tag in tags]  # all of them, as the list means it
     try:
@@ -176,17 +193,9 @@ def comment_out(comment: TicketComment, attachments: list[AttachmentOut]) -> Com
 async def list_audits(request: web.Request) -> web.Response:
     ticket = await ticket_or_404(request)
     page = parse_query(request, Page)
-    limit = clamp_limit(page.limit)
-    query = select(TicketAuditLog).where(TicketAuditLog.ticket_id == ticket.id)
-    cursor = page.decoded_cursor()
-    if cursor is not None:
-        query = query.where(
-            tuple_(TicketAuditLog.created_at, TicketAuditLog.id) > tuple_(cursor.created_at, cursor.id)
-        )
-    rows = list(await request[SESSION].scalars(
-        query.order_by(TicketAuditLog.created_at, TicketAuditLog.id).limit(limit + 1)
-    ))
-    rows, cursor = page_of(rows, limit)
+    rows, cursor = await audit_page(
+        request[SESSION], ticket.id, limit=clamp_limit(page.limit), cursor=page.decoded_cursor()
+    )
     body = AuditList(
         audits=[AuditOut.model_validate(r) for r in rows], next_cursor=cursor.encode() if cursor else None
     )

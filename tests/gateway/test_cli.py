@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import argparse
+
 import asyncio
 import os
 import smtplib
@@ -152,6 +154,10 @@ async def test_serve_on_the_embedded_defaults(tmp_path: Path) -> None:
         await wait_ticket(base_url, token, subject)
 
         assert first.terminate() == 0, first.output()
+        assert first.stdout[-1].strip() == "stopped", first.output()
+        # quiet by default: no migration steps, no line per message, no platformdirs warning
+        for noise in ("alembic", "Running upgrade", "Message-ID", "XDG_RUNTIME_DIR"):
+            assert not any(noise in line for line in first.stderr), (noise, first.output())
         await wait_postgres_gone(data_dir / "pg")
 
         second = GatewayProcess(args, env, tmp_path)
@@ -168,3 +174,24 @@ async def test_serve_on_the_embedded_defaults(tmp_path: Path) -> None:
         # a killed gateway cannot stop its PostgreSQL: do it here, so nothing outlives the test
         for proc in postgres_processes(data_dir / "pg"):
             proc.kill()
+
+
+def test_version_and_every_option_has_help() -> None:
+    from gateway.cli import build_parser
+
+    result = subprocess.run([sys.executable, "-m", "gateway", "--version"], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0 and result.stdout.startswith("helpdesk ")
+
+    def parsers(parser: argparse.ArgumentParser) -> list[argparse.ArgumentParser]:
+        found = [parser]
+        for action in parser._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                for sub in action.choices.values():
+                    found += parsers(sub)
+        return found
+
+    undocumented = [
+        (parser.prog, action.dest) for parser in parsers(build_parser()) for action in parser._actions
+        if not isinstance(action, argparse._SubParsersAction) and not action.help
+    ]
+    assert undocumented == []

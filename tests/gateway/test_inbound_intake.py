@@ -87,9 +87,10 @@ async def test_import_mbox_twice_adds_nothing_the_second_time(database_url: str,
 
     result = await asyncio.to_thread(run_cli, "import-mbox", str(tmp_path / "old.mbox"), database_url=database_url, cwd=tmp_path)
     assert result.returncode == 0, result.stderr
-    assert "4 messages: 3 queued, 1 already received; 3 processed" in result.stdout
+    assert "4 messages: 3 tickets, 0 comments, 1 duplicate, 0 quarantined; no mail was sent" in result.stdout
     again = await asyncio.to_thread(run_cli, "import-mbox", str(tmp_path / "old.mbox"), database_url=database_url, cwd=tmp_path)
-    assert "4 messages: 0 queued, 4 already received; 0 processed" in again.stdout
+    assert "4 messages: 0 tickets, 0 comments, 4 duplicates, 0 quarantined" in again.stdout
+    assert "reading: 4/4" in result.stderr  # plain progress lines when not on a terminal
 
     from core.db import Database
 
@@ -105,3 +106,49 @@ async def test_import_mbox_twice_adds_nothing_the_second_time(database_url: str,
     assert missing.returncode != 0
     assert missing.stderr.strip().startswith("helpdesk: no such mbox file")
     assert "Traceback" not in missing.stderr
+
+
+async def test_import_maildir_keeps_dates_and_tells_no_one(database_url: str, tmp_path: Path) -> None:
+    from core.db import Database
+    from core.events import OutboxEvent
+    from core.tickets.models import TicketComment
+    from outbound.recipients import recipients_for
+
+    tag = uuid.uuid4().hex[:8]
+    box = mailbox.Maildir(tmp_path / "old", create=True)
+    first = EmailMessage()
+    first["From"], first["To"], first["Subject"] = f"Old Customer <old-{tag}@customer.test>", SUPPORT, f"maildir {tag}"
+    first["Message-ID"], first["Date"] = f"<{tag}.1@customer.test>", "Tue, 05 Mar 2019 10:00:00 +0000"
+    first.set_content("my old problem")
+    reply = EmailMessage()
+    reply["From"], reply["To"], reply["Subject"] = f"old-{tag}@customer.test", SUPPORT, f"Re: maildir {tag}"
+    reply["Message-ID"], reply["Date"] = f"<{tag}.2@customer.test>", "Wed, 06 Mar 2019 09:30:00 +0100"
+    reply["In-Reply-To"] = reply["References"] = f"<{tag}.1@customer.test>"
+    reply.set_content("still broken")
+    box.add(first.as_bytes())
+    box.add(reply.as_bytes())
+
+    result = await asyncio.to_thread(run_cli, "import-maildir", str(tmp_path / "old"), database_url=database_url, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "2 messages: 1 ticket, 1 comment, 0 duplicates, 0 quarantined; no mail was sent" in result.stdout
+
+    db = Database(database_url, pool_size=1)
+    try:
+        async with db.unit_of_work() as session:
+            ticket = await session.scalar(select(Ticket).where(Ticket.subject == f"maildir {tag}"))
+            assert ticket is not None and ticket.created_at.isoformat().startswith("2019-03-05T10:00")
+            comments = list(await session.scalars(
+                select(TicketComment).where(TicketComment.ticket_id == ticket.id).order_by(TicketComment.created_at)
+            ))
+            assert [c.created_at.isoformat()[:16] for c in comments] == ["2019-03-05T10:00", "2019-03-06T08:30"]
+            events = list(await session.scalars(select(OutboxEvent).where(OutboxEvent.key == str(ticket.id))))
+            assert events and [await recipients_for(session, e.payload) for e in events] == [[]] * len(events)
+    finally:
+        await db.dispose()
+
+    for bad, expected in ((tmp_path / "old" / "cur", "is not a maildir"), (tmp_path / "nowhere", "no such maildir")):
+        failed = await asyncio.to_thread(run_cli, "import-maildir", str(bad), database_url=database_url, cwd=tmp_path)
+        assert failed.returncode != 0 and expected in failed.stderr and "Traceback" not in failed.stderr
+    (tmp_path / "notes.txt").write_text("shopping list\n")
+    not_mbox = await asyncio.to_thread(run_cli, "import-mbox", str(tmp_path / "notes.txt"), database_url=database_url, cwd=tmp_path)
+    assert not_mbox.returncode != 0 and "is not an mbox file" in not_mbox.stderr and "0 messages" not in not_mbox.stdout

@@ -48,7 +48,7 @@ def unique(prefix: str) -> str:
 async def gw(database_url: str, tmp_path: Path, sink: SmtpSink) -> AsyncIterator[Running]:
     settings = make_settings(
         database_url, tmp_path / "data", smtp_relay=sink.relay, mail_retry_seconds=0.2,
-        outbox_poll_seconds=0.05,
+        outbox_poll_seconds=0.05, agent_ticket_url="https://desk.example.test/tickets/{number}",
     )
     async with running_gateway(settings) as running:
         yield running
@@ -223,7 +223,9 @@ async def test_assignment_status_survey_and_sla_templates(gw: Running, sink: Smt
     text, html = parts(assigned.message)
     assert "assigned to you" in text and "Rita" in text
     assert "VPN &lt;down&gt; &amp; out" in html and assigned.message["Subject"] == f"[#{ticket.number}] VPN <down> & out"
-    assert "/api/v1/tickets/" in text  # agents get a link, customers never do
+    # agents get a link to the page the operator named (never the JSON API), customers never do
+    assert f"#{ticket.number}.\r\nOpen the ticket: https://desk.example.test/tickets/{ticket.number}\r\n" in text
+    assert "/api/v1/" not in text
 
     async with gw.db.unit_of_work() as session:
         stored = await session.get(Ticket, ticket.id)

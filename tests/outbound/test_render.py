@@ -90,3 +90,26 @@ def test_non_ascii_names_subjects_and_addresses_survive_the_round_trip() -> None
         assert parsed["Subject"] == "[#9] Drucker brennt — schon wieder 🔥"
         assert parsed.get_body(("plain",)).get_content().replace("\r\n", "\n") == "Grüße\n"
         assert parsed["In-Reply-To"] is None
+
+
+def test_agent_footer_lines_and_an_internal_note_invites_an_internal_reply() -> None:
+    agent = {"name": "Ann", "is_agent": True}
+    note = {"author": "Otto", "body": "between us", "public": False}
+    text, html = Renderer().render(
+        "ticket_new_comment", context(recipient=agent, comment=note, ticket_url="https://desk.test/t/42")
+    )
+    footer = text.split("\n--\n", 1)[1].splitlines()
+    assert footer == [
+        "Reply to this email to add an internal note to ticket #42 (the requester will not see it).",
+        "Open the ticket: https://desk.test/t/42",
+    ]
+    assert "public" not in text.split("\n--\n", 1)[1] and "public comment" not in html
+    public, _ = Renderer().render("ticket_assigned", context(recipient=agent, ticket_url=None))
+    assert public.split("\n--\n", 1)[1].splitlines() == ["Reply to this email to add a public comment to ticket #42."]
+
+
+def test_ticket_link_only_to_a_page_the_operator_names() -> None:
+    from outbound.compose import ticket_link
+
+    assert ticket_link(None, 42) is None
+    assert ticket_link("https://desk.example.com/tickets/{number}", 42) == "https://desk.example.com/tickets/42"

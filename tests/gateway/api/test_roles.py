@@ -33,6 +33,7 @@ POLICY: dict[tuple[str, str], set[str]] = {
     ("POST", "/api/v1/customers"): STAFF,
     ("GET", "/api/v1/customers/{id}"): ALL,
     ("PUT", "/api/v1/customers/{id}"): STAFF,
+    ("DELETE", "/api/v1/customers/{id}"): STAFF,  # erasure
     ("GET", "/api/v1/customers/{id}/tickets"): ALL,
     ("POST", "/api/v1/tokens"): ALL,
     ("GET", "/api/v1/tokens"): ALL,
@@ -41,6 +42,7 @@ POLICY: dict[tuple[str, str], set[str]] = {
     ("POST", "/api/v1/agents"): ADMIN,
     ("GET", "/api/v1/agents/{id}"): ALL,
     ("PUT", "/api/v1/agents/{id}"): ADMIN,
+    ("DELETE", "/api/v1/agents/{id}"): ADMIN,  # deactivation
     **{
         (method, path.format(name)): roles
         for name in ("groups", "organizations", "macros", "sla_policies", "triggers")
