@@ -14,7 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.agents.models import Agent
 from core.customers.models import Customer
-from core.enums import InboundStatus, MessageDirection
+from core.enums import AgentRole, InboundStatus, MessageDirection
 from core.ingest.models import InboundMessage
 from core.organizations.models import Organization
 from core.tickets.models import MessageId

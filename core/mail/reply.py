@@ -23,7 +23,7 @@ import logging
 
 from core.mail.html import html_to_text, sanitize_html
 from core.mail.quotes.html import quote_html
-from core.mail.quotes.text import HISTORY_MARK, kept_lines, new_text
+from core.mail.quotes.text import kept_lines, new_text
 
 log = logging.getLogger(__name__)
 
