@@ -6,6 +6,7 @@ Nothing leaves a transaction except through here; the relay publishes rows after
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
@@ -32,6 +33,7 @@ TOPICS = (
 # a customer's name or address changed: the documents of their tickets carry them
 TOPIC_CUSTOMER_UPDATED = "notifications.customer.updated"
 SEARCH_TOPICS = (*TOPICS, TOPIC_CUSTOMER_UPDATED)
+CUSTOMER_UPDATED = "customer_updated"  # its events' `type`
 
 
 class OutboxEvent(Base):
@@ -100,12 +102,16 @@ def emit(session: AsyncSession, *, topic: str, ticket: dict[str, Any], **fields:
     return event
 
 
-def emit_customer_updated(session: AsyncSession, *, customer_id: uuid.UUID) -> OutboxEvent:
-    """Keyed by the customer: their events stay in order (no ticket snapshot: there is none)."""
+def emit_customer_updated(
+    session: AsyncSession, *, customer_id: uuid.UUID, ticket_ids: Iterable[uuid.UUID] = ()
+) -> OutboxEvent:
+    """Keyed by the customer: their events stay in order (no ticket snapshot: there is none).
+    `ticket_ids`: tickets besides their own whose text changed with them (an erasure)."""
     event_id = uuid.uuid4()
     payload = {
-        "event_id": str(event_id), "type": "customer_updated",
+        "event_id": str(event_id), "type": CUSTOMER_UPDATED,
         "occurred_at": datetime.now().astimezone().isoformat(), "customer_id": str(customer_id),
+        "ticket_ids": sorted(str(t) for t in ticket_ids),
     }
     event = OutboxEvent(id=event_id, topic=TOPIC_CUSTOMER_UPDATED, key=str(customer_id), payload=payload)
     session.add(event)

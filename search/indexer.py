@@ -21,7 +21,7 @@ from datetime import datetime
 from typing import Any
 
 from core.db import Database
-from core.events import TOPIC_CUSTOMER_UPDATED
+from core.events import CUSTOMER_UPDATED
 from core.metrics import Metrics
 from search.backend import SearchBackend
 
@@ -84,8 +84,10 @@ class SearchIndexer:
         customers: set[uuid.UUID] = set()
         for event in events:
             try:
-                if event.get("type") == TOPIC_CUSTOMER_UPDATED.rsplit(".", 1)[-1]:
+                if event.get("type") == CUSTOMER_UPDATED:
                     customers.add(uuid.UUID(str(event["customer_id"])))
+                    for other in event.get("ticket_ids") or ():
+                        tickets[uuid.UUID(str(other))] = _event_time(event)
                     continue
                 ticket_id = uuid.UUID(str((event.get("ticket") or {})["id"]))
             except (KeyError, ValueError, TypeError):

@@ -15,6 +15,7 @@ from sqlalchemy import delete, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.actor import Actor
+from core import events
 from core.audit.service import audit_service
 from core.clock import utcnow
 from core.customers.models import Customer
@@ -57,6 +58,14 @@ async def erase_customer(session: AsyncSession, customer: Customer, actor: Actor
             .values(body=stone, html_body=None)
         )
     if ticket_ids:
+        # a ticket opened for them through the API carries their words as its first comment
+        # too, written by the agent: the comment repeating the description goes with it
+        await session.execute(
+            update(TicketComment)
+            .where(TicketComment.ticket_id.in_(ticket_ids), TicketComment.ticket_id == Ticket.id,
+                   TicketComment.body == Ticket.description)
+            .values(body=stone, html_body=None)
+        )
         await session.execute(update(Ticket).where(Ticket.id.in_(ticket_ids)).values(description=stone))
     inbound = [InboundMessage.mail_from == old_email]
     if comment_ids:
@@ -80,6 +89,8 @@ async def erase_customer(session: AsyncSession, customer: Customer, actor: Actor
             session, ticket_id=ticket_id, actor_type=actor.type, actor_id=actor.id,
             action="customer_erased", changes={"customer_id": str(customer.id)}, via="api",
         )
+    # their name, address and words leave the search index too
+    events.emit_customer_updated(session, customer_id=customer.id, ticket_ids=touched)
     await session.flush()
     orphaned = await _unused(session, set(digests))
     return Erased(len(ticket_ids), len(comment_ids), len(digests), orphaned)

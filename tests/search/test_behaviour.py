@@ -215,6 +215,7 @@ async def test_a_renamed_customer_is_found_by_the_new_name(searching: Running) -
     tag = unique()
     async with searching.http() as client:
         ticket = await create_ticket(client, "Question", "Hello", tags=[tag])
+        await indexed(searching)  # the document holds the old name first
         await client.put(f"/api/v1/customers/{ticket['requester_id']}", json={"name": "Philippa Wolstencroft"})
         await indexed(searching)
         assert await numbers(client, f"wolstencroft tags:{tag}") == [ticket["number"]]
@@ -327,3 +328,22 @@ async def test_a_cursor_of_no_one_is_a_422_on_every_list(searching: Running) -> 
                 response = await client.get(url, params={"cursor": cursor})
                 assert response.status == 422, (url, cursor, response.status)
                 assert "cursor" in (await response.json())["error"]["fields"]
+
+
+async def test_an_erased_customer_is_not_found_any_more(searching: Running) -> None:
+    tag = unique()
+    async with searching.http() as client:
+        ticket = await create_ticket(
+            client, "Question", "my zanzibarian parrot", tags=[tag],
+            requester={"email": f"{tag}@erase.example", "name": "Ottoline Quagmire"},
+        )
+        await indexed(searching)
+        assert await numbers(client, f"quagmire tags:{tag}") == [ticket["number"]]
+        erased = await client.delete(f"/api/v1/customers/{ticket['requester_id']}")
+        assert erased.status == 200, await erased.text()
+        await indexed(searching)
+        assert await numbers(client, f"quagmire tags:{tag}") == []
+        assert await numbers(client, f"zanzibarian tags:{tag}") == []
+        assert await numbers(client, f"tags:{tag}") == [ticket["number"]]  # the ticket is kept
+        found = await search(client, f"{tag}", type="customer")
+        assert found["results"] == []
