@@ -50,6 +50,14 @@ def build_parser() -> argparse.ArgumentParser:
     mbox = commands.add_parser("import-mbox", help="feed every message of an mbox through ingest")
     mbox.add_argument("path", type=Path)
 
+    attachments = commands.add_parser("attachments", help="attachment content")
+    attachment_commands = attachments.add_subparsers(dest="attachments_command", required=True)
+    move = attachment_commands.add_parser(
+        "migrate", help="copy every attachment's content into another store (resumable)")
+    move.add_argument("--to", required=True, choices=["fs", "postgres", "s3"], dest="to_store")
+    move.add_argument("--from", choices=["fs", "postgres", "s3"], dest="from_store",
+                      help="the store to read (default: HELPDESK_ATTACHMENT_STORE)")
+
     token = commands.add_parser("token", help="API tokens")
     token_commands = token.add_subparsers(dest="token_command", required=True)
     create = token_commands.add_parser("create", help="print a new API token for an agent")
@@ -73,6 +81,8 @@ def settings_from(args: argparse.Namespace) -> Settings:
     except ValidationError as exc:
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first["loc"])
+        if not where:
+            raise CliError(f"invalid settings: {first['msg'].removeprefix('Value error, ')}") from None
         raise CliError(f"invalid setting {where}: {first['msg']}") from None
 
 
@@ -156,7 +166,40 @@ async def token_create(settings: Settings, args: argparse.Namespace) -> None:
     print(token)
 
 
+async def attachments_migrate(settings: Settings, args: argparse.Namespace) -> None:
+    from core.attachments import BlobUnavailable, open_store
+    from core.attachments.migrate import migrate_blobs
+
+    source_kind = args.from_store or settings.attachment_store
+    if source_kind == args.to_store:
+        raise CliError(f"source and target are both {source_kind}: pass --from")
+    async with database(settings) as db:
+        try:
+            source, target = open_store(settings, db, source_kind), open_store(settings, db, args.to_store)
+        except ValueError as exc:
+            raise CliError(str(exc)) from None
+        await source.start()
+        await target.start()
+        try:
+            report = await migrate_blobs(db, source, target, progress=Progress("attachments"))
+        except BlobUnavailable as exc:
+            raise CliError(f"{exc} (run the command again to resume)") from None
+        finally:
+            await source.close()
+            await target.close()
+    print(
+        f"{report.total} attachment contents: {report.copied} copied to {args.to_store}, "
+        f"{report.present} already there, {len(report.missing)} missing from {source_kind}, "
+        f"{len(report.corrupt)} not matching their digest"
+    )
+    for digest in report.missing + report.corrupt:
+        print(f"  not copied: {digest}")
+    if args.to_store != settings.attachment_store and not report.missing and not report.corrupt:
+        print(f"now set HELPDESK_ATTACHMENT_STORE={args.to_store} on every process")
+
+
 async def import_mbox_command(settings: Settings, path: Path) -> None:
+    from core.attachments import open_store
     from core.ingest.intake import Intake
     from core.ingest.mbox import import_mbox
     from core.ingest.pipeline import Pipeline
@@ -175,8 +218,13 @@ async def import_mbox_command(settings: Settings, path: Path) -> None:
             )
         finally:
             await intake.stop()
-        runner = IngestRunner(db, Pipeline.from_settings(settings), Metrics(), workers=1)
-        processed = await runner.drain()
+        store = open_store(settings, db)
+        await store.start()
+        try:
+            runner = IngestRunner(db, Pipeline.from_settings(settings, store), Metrics(), workers=1)
+            processed = await runner.drain()
+        finally:
+            await store.close()
     print(
         f"{report.total} messages: {report.queued} queued, {report.skipped} already received; "
         f"{processed} processed"
@@ -219,6 +267,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             asyncio.run(migrate(settings))
         elif args.command == "import-mbox":
             asyncio.run(import_mbox_command(settings, args.path))
+        elif args.command == "attachments":
+            asyncio.run(attachments_migrate(settings, args))
         elif args.command == "token":
             asyncio.run(token_create(settings, args))
     except CliError as exc:

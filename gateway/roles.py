@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 
 from aiohttp import web
 
+from core.attachments import AttachmentStore, open_store
 from core.bootstrap import bootstrap
 from core.config import Settings
 from core.db import Database
@@ -36,6 +37,7 @@ class Gateway:
     runner: IngestRunner | None = None
     outbound: Outbound | None = None
     jobs: Jobs | None = None
+    store: AttachmentStore | None = None
     _intake: Intake | None = None
     _listener: InboundListener | None = None
     _smtp: SmtpServer | None = None
@@ -44,13 +46,15 @@ class Gateway:
     async def start(self) -> None:
         settings = self.settings
         self.admin_token = await bootstrap(self.db, settings)
+        self.store = open_store(settings, self.db)
+        await self.store.start()
         if "smtp" in settings.roles or "api" in settings.roles:
             self._intake = Intake(self.db)
             await self._intake.start()
         if "worker" in settings.roles:
             intake = self._intake
             self.runner = IngestRunner(
-                self.db, Pipeline.from_settings(settings), self.metrics, workers=settings.ingest_workers,
+                self.db, Pipeline.from_settings(settings, self.store), self.metrics, workers=settings.ingest_workers,
                 max_attempts=settings.ingest_max_attempts, poll_seconds=settings.ingest_poll_seconds,
                 # a burst of senders waiting for their 250 goes before ticket creation
                 defer_while=self._mail_burst,
@@ -77,7 +81,7 @@ class Gateway:
             self.smtp_port = await self._smtp.start(settings.smtp_host, settings.smtp_port)
         if "api" in settings.roles:
             assert self._intake is not None
-            app = create_app(settings, self.db, self.metrics, intake=self._intake)
+            app = create_app(settings, self.db, self.metrics, intake=self._intake, store=self.store)
             self._http = web.AppRunner(app, access_log=None)
             await self._http.setup()
             site = web.TCPSite(self._http, settings.http_host, settings.http_port)
@@ -107,4 +111,6 @@ class Gateway:
             await self.outbound.stop()
         if self.jobs is not None:
             await self.jobs.stop()
+        if self.store is not None:
+            await self.store.close()
         await self.db.dispose()

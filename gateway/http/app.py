@@ -7,6 +7,7 @@ from importlib.metadata import PackageNotFoundError, version
 from aiohttp import web
 
 from core.attachments import AttachmentStore
+from core.attachments.fs import FileStore
 from core.config import Settings
 from core.db import Database
 from core.ingest.intake import Intake
@@ -33,7 +34,8 @@ def _version() -> str:
 
 
 def create_app(
-    settings: Settings, db: Database, metrics: Metrics, *, intake: Intake
+    settings: Settings, db: Database, metrics: Metrics, *, intake: Intake,
+    store: AttachmentStore | None = None,
 ) -> web.Application:
     app = web.Application(
         middlewares=[
@@ -44,7 +46,7 @@ def create_app(
     app[SETTINGS] = settings
     app[DB] = db
     app[METRICS] = metrics
-    app[STORE] = AttachmentStore(settings.attachments_dir)
+    app[STORE] = store or FileStore(settings.attachments_dir)
     app[INTAKE] = intake
     app[TOKEN_CACHE] = TokenCache(ttl=settings.api_auth_cache_seconds)
     app[RATE_LIMITER] = RateLimiter(per_minute=settings.api_rate_per_minute, burst=settings.api_rate_burst)

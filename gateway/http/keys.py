@@ -16,7 +16,7 @@ from gateway.http.ratelimit import RateLimiter
 SETTINGS = web.AppKey("settings", Settings)
 DB = web.AppKey("db", Database)
 METRICS = web.AppKey("metrics", Metrics)
-STORE = web.AppKey("store", AttachmentStore)
+STORE = web.AppKey("store", AttachmentStore)  # type: ignore[type-abstract]
 INTAKE = web.AppKey("intake", Intake)
 TOKEN_CACHE = web.AppKey("token_cache", TokenCache)
 RATE_LIMITER = web.AppKey("rate_limiter", RateLimiter)

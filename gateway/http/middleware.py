@@ -8,6 +8,7 @@ import logging
 from aiohttp import web
 
 from core.agents.tokens import authenticate, hash_token
+from core.attachments import BlobMissing, BlobUnavailable
 from core.idempotency import IdempotencyKey, fingerprint, lock_and_find
 from core.errors import Conflict, DomainError, Forbidden, Invalid, NotFound
 from gateway.http.errors import ApiError, error_response
@@ -33,6 +34,13 @@ async def errors(request: web.Request, handler):  # type: ignore[no-untyped-def]
         return error_response(DOMAIN_STATUS[type(exc)], exc.code, exc.message, exc.fields)
     except json.JSONDecodeError:
         return error_response(400, "malformed_json", "request body is not valid JSON")
+    except BlobMissing as exc:
+        log.warning("attachment content missing on %s: %s", request.path, exc)
+        return error_response(404, "attachment_content_missing", str(exc))
+    except BlobUnavailable as exc:
+        log.warning("attachment store unavailable on %s: %s", request.path, exc)
+        return error_response(503, "attachment_store_unavailable", f"{exc}; retry later",
+                              headers={"Retry-After": "5"})
     except web.HTTPException as exc:
         if exc.status < 400 or not request.path.startswith(API_PREFIX):
             raise

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import logging
 import uuid
 from collections import defaultdict
+from contextlib import aclosing
 from typing import Literal
 
 from aiohttp import web
@@ -11,6 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import select, tuple_
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from core.attachments import BlobUnavailable
 from core.audit.models import TicketAuditLog
 
 from core.enums import TicketPriority, TicketStatus
@@ -31,6 +34,7 @@ from gateway.http.errors import ApiError, not_found
 from gateway.http.keys import SESSION, STORE
 from gateway.http.routing import RouteTable, parse_query
 
+log = logging.getLogger(__name__)
 routes = RouteTable("tickets")
 
 
@@ -165,7 +169,7 @@ async def list_audits(request: web.Request) -> web.Response:
     "/api/v1/tickets/{ticket}/attachments/{attachment}",
     summary="Download an attachment's exact bytes", content_type="application/octet-stream",
 )
-async def download_attachment(request: web.Request) -> web.Response:
+async def download_attachment(request: web.Request) -> web.StreamResponse:
     ticket = await ticket_or_404(request)
     try:
         attachment_id = uuid.UUID(request.match_info["attachment"])
@@ -178,21 +182,34 @@ async def download_attachment(request: web.Request) -> web.Response:
     )
     if attachment is None:
         raise not_found("attachment")
-    data = await request.app[STORE].read(attachment.sha256)
-    return attachment_response(data, attachment.filename)
+    await request[SESSION].close()  # a slow download must not hold a database connection
+    blob = await request.app[STORE].open(attachment.sha256)  # missing or unreachable: 404 or 503
+    response = web.StreamResponse(headers=download_headers(attachment.filename))
+    response.content_type = "application/octet-stream"
+    response.content_length = blob.size
+    await response.prepare(request)
+    try:
+        async with aclosing(blob.chunks) as chunks:  # a client gone mid-way closes the file too
+            async for chunk in chunks:
+                await response.write(chunk)
+    except BlobUnavailable as exc:  # the headers are gone: all we can do is cut the body short
+        log.warning("attachment %s cut short: %s", attachment.id, exc)
+        raise ConnectionResetError("attachment store failed mid-download") from exc
+    await response.write_eof()
+    return response
 
 
-def attachment_response(data: bytes, filename: str, content_type: str = "application/octet-stream") -> web.Response:
+def download_headers(filename: str) -> dict[str, str]:
     """Served only as a download: never rendered by the browser in our origin."""
     from urllib.parse import quote
 
     ascii_name = filename.encode("ascii", "replace").decode().replace('"', "_").replace("?", "_")
-    return web.Response(
-        body=data,
-        content_type=content_type,
-        headers={
-            "Content-Disposition": f"attachment; filename=\"{ascii_name}\"; filename*=UTF-8''{quote(filename)}",
-            "X-Content-Type-Options": "nosniff",
-            "Content-Security-Policy": "default-src 'none'; sandbox",
-        },
-    )
+    return {
+        "Content-Disposition": f"attachment; filename=\"{ascii_name}\"; filename*=UTF-8''{quote(filename)}",
+        "X-Content-Type-Options": "nosniff",
+        "Content-Security-Policy": "default-src 'none'; sandbox",
+    }
+
+
+def attachment_response(data: bytes, filename: str, content_type: str = "application/octet-stream") -> web.Response:
+    return web.Response(body=data, content_type=content_type, headers=download_headers(filename))
