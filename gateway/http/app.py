@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from functools import partial
 from importlib.metadata import PackageNotFoundError, version
 
 from aiohttp import web
+from redis.asyncio import Redis
 
 from core.attachments import AttachmentStore
 from core.attachments.fs import FileStore
@@ -16,7 +19,8 @@ from gateway.http import (
     admin, deliveries, inbound, middleware, openapi, people, system, ticket_changes, tickets,
 )
 from core.agents.tokens import TokenCache
-from gateway.http.keys import DB, INTAKE, METRICS, RATE_LIMITER, SETTINGS, STORE, TOKEN_CACHE
+from core.shared_state import INVALIDATE_CHANNEL, AuthChanges, Broadcast, SharedRateLimiter, connect
+from gateway.http.keys import AUTH_CHANGES, DB, INTAKE, METRICS, RATE_LIMITER, SETTINGS, STORE, TOKEN_CACHE
 from gateway.http.ratelimit import RateLimiter
 
 # ticket_changes first: its `/tickets/update_many` must win over `/tickets/{ticket}`
@@ -31,6 +35,14 @@ def _version() -> str:
         return version("helpdesk-gateway")
     except PackageNotFoundError:
         return "0.0.0"
+
+
+async def _redis(client: Redis, changes: AuthChanges, app: web.Application) -> AsyncIterator[None]:
+    assert changes.broadcast is not None
+    await changes.broadcast.start()
+    yield
+    await changes.broadcast.stop()
+    await client.aclose()
 
 
 def create_app(
@@ -48,8 +60,17 @@ def create_app(
     app[METRICS] = metrics
     app[STORE] = store or FileStore(settings.attachments_dir)
     app[INTAKE] = intake
-    app[TOKEN_CACHE] = TokenCache(ttl=settings.api_auth_cache_seconds)
-    app[RATE_LIMITER] = RateLimiter(per_minute=settings.api_rate_per_minute, burst=settings.api_rate_burst)
+    cache = app[TOKEN_CACHE] = TokenCache(ttl=settings.api_auth_cache_seconds)
+    local = RateLimiter(per_minute=settings.api_rate_per_minute, burst=settings.api_rate_burst)
+    app[RATE_LIMITER] = local
+    app[AUTH_CHANGES] = AuthChanges(cache)
+    if settings.redis_url:  # one limit and one cache truth for every API process
+        client = connect(settings.redis_url)  # connects on first use, not here
+        app[RATE_LIMITER] = SharedRateLimiter(
+            client, per_minute=settings.api_rate_per_minute, burst=settings.api_rate_burst, local=local)
+        app[AUTH_CHANGES] = AuthChanges(
+            cache, Broadcast(settings.redis_url, INVALIDATE_CHANNEL, cache.clear, client))
+        app.cleanup_ctx.append(partial(_redis, client, app[AUTH_CHANGES]))
     for table in ROUTE_TABLES:
         table.add_to(app)
     app[openapi.OPENAPI_KEY] = openapi.build(
