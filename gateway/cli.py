@@ -44,6 +44,8 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--http-port", type=int)
     serve.add_argument("--data-dir", type=Path, dest="serve_data_dir")
     serve.add_argument("--lmtp", action="store_true", default=None, help="speak LMTP on the ingress port")
+    serve.add_argument("--processes", help="processes sharing the ports (default 1; auto: one per core)")
+    serve.add_argument("--supervised", action="store_true", help=argparse.SUPPRESS)  # a child of --processes
 
     commands.add_parser("migrate", help="upgrade the database schema to the newest version")
 
@@ -72,7 +74,7 @@ def settings_from(args: argparse.Namespace) -> Settings:
     data_dir = getattr(args, "serve_data_dir", None) or args.data_dir
     if data_dir is not None:
         overrides["data_dir"] = data_dir
-    for name in ("roles", "smtp_host", "smtp_port", "http_host", "http_port", "lmtp"):
+    for name in ("roles", "smtp_host", "smtp_port", "http_host", "http_port", "lmtp", "processes"):
         value = getattr(args, name, None)
         if value is not None:
             overrides[name] = value
@@ -115,15 +117,22 @@ async def database(settings: Settings) -> AsyncIterator[Database]:
             await asyncio.to_thread(embedded.stop)
 
 
-async def serve(settings: Settings) -> None:
-    from gateway.roles import Gateway
-
+def stop_on_signals() -> asyncio.Event:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    return stop
+
+
+async def serve(settings: Settings, *, supervised: bool = False) -> None:
+    from gateway.roles import Gateway
+
+    if settings.process_count > 1 and not supervised:
+        return await serve_processes(settings)
+    stop = stop_on_signals()
     async with database(settings) as db:
-        gateway = Gateway(settings=settings, db=db)
+        gateway = Gateway(settings=settings, db=db, reuse_port=supervised)
         try:
             await gateway.start()
         except OSError as exc:
@@ -146,6 +155,53 @@ async def serve(settings: Settings) -> None:
         finally:
             logging.getLogger(__name__).info("stopping: draining")
             await gateway.stop()
+
+
+async def serve_processes(settings: Settings) -> None:
+    """The parent of `serve --processes N`: the database and the first start once, then N
+    children on shared ports, supervised; SIGTERM drains them all."""
+    from core.bootstrap import bootstrap
+    from gateway.supervisor import ChildFailed, Supervisor, child_environment, reserve_port
+
+    stop = stop_on_signals()
+    count = settings.process_count
+    async with database(settings) as db:
+        admin_token = await bootstrap(db, settings)
+        await db.dispose()  # the children have their own pools; the parent queries nothing more
+        reserved = []
+        try:
+            if "smtp" in settings.roles:
+                reserved.append(("smtp", reserve_port(settings.smtp_host, settings.smtp_port)))
+            if "api" in settings.roles:
+                reserved.append(("api", reserve_port(settings.http_host, settings.http_port)))
+        except OSError as exc:
+            raise CliError(f"cannot listen: {exc}") from None
+        ports = {name: sock.getsockname()[1] for name, sock in reserved}
+        supervisor = Supervisor(settings, child_environment(
+            settings, db.url, ports.get("smtp"), ports.get("api")), count)
+        try:
+            try:
+                await supervisor.start()
+            except ChildFailed as exc:
+                raise CliError(f"{exc} (its error is above)") from None
+            if admin_token:
+                print(f"admin API token (shown once, also in {settings.data_dir / 'admin-token'}):")
+                print(f"  {admin_token}")
+            if "smtp" in ports:
+                print(f"{'LMTP' if settings.lmtp else 'SMTP'} listening on {settings.smtp_host}:{ports['smtp']}")
+            if "api" in ports:
+                print(f"HTTP listening on http://{settings.http_host}:{ports['api']}/ (docs at /docs)")
+            print(f"roles: {','.join(settings.roles)} in {count} processes", flush=True)
+            keeper = asyncio.create_task(supervisor.run())
+            await stop.wait()
+            logging.getLogger(__name__).info("stopping: draining %d processes", count)
+            code = await supervisor.stop()
+            await keeper
+        finally:
+            for _, sock in reserved:
+                sock.close()
+    if code:
+        raise CliError("a serving process did not drain cleanly (see its log above)")
 
 
 async def migrate(settings: Settings) -> None:
@@ -253,7 +309,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(
         level=logging.INFO if args.command == "serve" else logging.WARNING,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        # several serving processes write to one stream: say which one speaks
+        format="%(asctime)s %(levelname)s " + ("[%(process)d] " if getattr(args, "supervised", False) else "")
+        + "%(name)s: %(message)s",
     )
     # aiosmtpd's per-command chatter, the embedded server's start-up narration, and
     # apscheduler's line per job run (our jobs log what they did, when they did something)
@@ -262,7 +320,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         settings = settings_from(args)
         if args.command == "serve":
-            asyncio.run(serve(settings))
+            asyncio.run(serve(settings, supervised=args.supervised))
         elif args.command == "migrate":
             asyncio.run(migrate(settings))
         elif args.command == "import-mbox":

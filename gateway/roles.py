@@ -32,6 +32,7 @@ class Gateway:
     db: Database
     metrics: Metrics = field(default_factory=Metrics)
     admin_token: str | None = None
+    reuse_port: bool = False  # one of several processes sharing the ports (serve --processes)
     smtp_port: int | None = None
     http_port: int | None = None
     runner: IngestRunner | None = None
@@ -78,13 +79,15 @@ class Gateway:
         if "smtp" in settings.roles:
             assert self._intake is not None
             self._smtp = SmtpServer(settings, self._intake, self.metrics)
-            self.smtp_port = await self._smtp.start(settings.smtp_host, settings.smtp_port)
+            self.smtp_port = await self._smtp.start(
+                settings.smtp_host, settings.smtp_port, reuse_port=self.reuse_port)
         if "api" in settings.roles:
             assert self._intake is not None
             app = create_app(settings, self.db, self.metrics, intake=self._intake, store=self.store)
             self._http = web.AppRunner(app, access_log=None)
             await self._http.setup()
-            site = web.TCPSite(self._http, settings.http_host, settings.http_port)
+            site = web.TCPSite(
+                self._http, settings.http_host, settings.http_port, reuse_port=self.reuse_port or None)
             await site.start()
             self.http_port = self._http.addresses[0][1]
 
