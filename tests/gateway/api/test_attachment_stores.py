@@ -10,6 +10,7 @@ import smtplib
 import uuid
 from email.message import EmailMessage
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
 from sqlalchemy import delete, select
@@ -20,6 +21,9 @@ from core.attachments.postgres import PostgresStore
 from core.tickets.models import TicketAttachment
 from gateway.cli import main
 from tests.support.gateway import SUPPORT, Running, crlf, make_settings, running_gateway
+
+
+S3_URL = os.environ.get("HELPDESK_TEST_S3_URL")  # http://KEY:SECRET@host:port/bucket
 
 
 def mail_with(payload: bytes, filename: str) -> bytes:
@@ -116,3 +120,29 @@ async def test_migrate_copies_fs_content_into_postgres_resumably(
         async with gw.http() as client, client.get(url_of(second)) as response:
             assert response.status == 200
             assert len(await response.read()) == second.size
+
+
+@pytest.mark.skipif(S3_URL is None, reason="HELPDESK_TEST_S3_URL is not set: no S3-compatible server to test against")
+async def test_migrate_to_s3_and_serve_from_it(
+    gateway: Running, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+) -> None:
+    settings = gateway.gateway.settings
+    attachment = await attachment_of(gateway, os.urandom(1_500_000), "big.bin")
+    url = urlsplit(S3_URL or "")
+    s3 = dict(
+        s3_bucket=url.path.strip("/"), s3_prefix=f"test-{uuid.uuid4().hex[:8]}/",
+        s3_endpoint_url=f"{url.scheme}://{url.hostname}:{url.port}",
+        s3_access_key_id=url.username or "", s3_secret_access_key=url.password or "",
+    )
+    monkeypatch.setenv("HELPDESK_DATABASE_URL", settings.database_url or "")
+    for name, value in s3.items():
+        monkeypatch.setenv(f"HELPDESK_{name.upper()}", value)
+    argv = ["--data-dir", str(settings.data_dir), "attachments", "migrate", "--to", "s3"]
+    assert await asyncio.to_thread(main, argv) == 0
+    assert "missing from fs" in capsys.readouterr().out
+
+    switched = make_settings(settings.database_url or "", settings.data_dir, attachment_store="s3", **s3)
+    async with running_gateway(switched) as gw:
+        async with gw.http() as client, client.get(url_of(attachment)) as response:
+            assert response.status == 200
+            assert len(await response.read()) == attachment.size
