@@ -42,6 +42,9 @@ redis.call('PEXPIRE', KEYS[1], math.ceil(burst / rate * 1000) + 1000)
 return tostring(wait)
 """
 ERRORS = (RedisError, OSError, asyncio.TimeoutError)
+# after a failure, requests do not wait on Redis again for this long (each try may take the
+# connect timeout): the local bucket answers meanwhile
+RETRY_AFTER_FAILURE = 5.0
 
 
 class Complaints:
@@ -71,16 +74,20 @@ class SharedRateLimiter:
         self.local = local
         self._script = client.register_script(TOKEN_BUCKET)
         self._complaints = Complaints()
+        self._down_until = 0.0
 
     @property
     def enabled(self) -> bool:
         return self.per_minute > 0
 
     async def acquire(self, key: str) -> float:
+        if time.monotonic() < self._down_until:
+            return await self.local.acquire(key)
         try:
             wait = await self._script(keys=[RATE_PREFIX + key], args=[self.per_minute / 60.0, self.burst])
         except ERRORS as exc:
-            self._complaints.warn("rate limit", exc)
+            self._complaints.warn("rate limit; limiting per process meanwhile", exc)
+            self._down_until = time.monotonic() + RETRY_AFTER_FAILURE
             return await self.local.acquire(key)
         return float(wait)
 
