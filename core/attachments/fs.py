@@ -73,6 +73,3 @@ class FileStore:
                 yield chunk
         finally:
             handle.close()
-
-    async def read(self, sha256: str) -> bytes:
-        return await asyncio.to_thread(self.path_for(sha256).read_bytes)

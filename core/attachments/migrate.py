@@ -11,7 +11,7 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from sqlalchemy import distinct, select
+from sqlalchemy import select
 
 from core.attachments import AttachmentStore, BlobMissing, read_all
 from core.db import Database
@@ -35,7 +35,7 @@ async def migrate_blobs(
 ) -> MigrationReport:
     async with db.read_only() as session:
         digests = list(await session.scalars(
-            select(distinct(TicketAttachment.sha256)).order_by(TicketAttachment.sha256)
+            select(TicketAttachment.sha256).distinct().order_by(TicketAttachment.sha256)
         ))
     report = MigrationReport(total=len(digests))
     progress(0, report.total)
