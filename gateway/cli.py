@@ -178,7 +178,7 @@ async def serve_processes(settings: Settings) -> None:
             raise CliError(f"cannot listen: {exc}") from None
         ports = {name: sock.getsockname()[1] for name, sock in reserved}
         supervisor = Supervisor(settings, child_environment(
-            settings, db.url, ports.get("smtp"), ports.get("api")), count)
+            settings, db.url, ports.get("smtp"), ports.get("api"), count), count)
         try:
             try:
                 await supervisor.start()

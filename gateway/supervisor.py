@@ -143,9 +143,20 @@ class Supervisor:
         return 0 if all(code == 0 for code in codes) else 1
 
 
-def child_environment(settings: Settings, database_url: str, smtp_port: int | None, http_port: int | None) -> dict[str, str]:
+# the embedded server's max_connections is 100: a few are kept for the parent and psql
+EMBEDDED_CONNECTIONS = 90
+
+
+def child_environment(
+    settings: Settings, database_url: str, smtp_port: int | None, http_port: int | None, count: int,
+) -> dict[str, str]:
     """What every child must agree on, as settings; the rest they read as the parent did."""
     env = dict(os.environ)
+    if settings.database_url is None and "HELPDESK_DB_POOL_SIZE" not in env:
+        # the embedded PostgreSQL is shared by all: each child's two pools (writes, reads) get
+        # their share of its connections rather than the default each
+        share = max(2, min(settings.db_pool_size, EMBEDDED_CONNECTIONS // (2 * count)))
+        env["HELPDESK_DB_POOL_SIZE"] = str(share)
     env.update({
         "HELPDESK_DATABASE_URL": database_url,
         "HELPDESK_DATA_DIR": str(settings.data_dir),
