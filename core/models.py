@@ -1,6 +1,7 @@
 """Imports every model so `Base.metadata` knows the whole schema (alembic, tests)."""
 
 from core.agents.models import Agent, ApiToken
+from core.attachments.models import AttachmentBlob, AttachmentChunk
 from core.audit.models import TicketAuditLog
 from core.customers.models import Customer
 from core.events import OutboundDelivery, OutboxEvent
@@ -24,9 +25,9 @@ from core.triggers.models import Trigger
 from search.models import SearchQueue, SearchTerm, TicketSearch
 
 __all__ = [
-    "Agent", "ApiToken", "Base", "Customer", "Group", "IdempotencyKey", "InboundMessage", "Macro", "MessageId",
-    "Organization", "OutboundDelivery", "OutboxEvent", "SearchQueue", "SearchTerm", "ServerSecret", "SlaPolicy",
-    "Tag", "Ticket", "TicketSearch",
+    "Agent", "ApiToken", "AttachmentBlob", "AttachmentChunk", "Base", "Customer", "Group", "IdempotencyKey",
+    "InboundMessage", "Macro", "MessageId", "Organization", "OutboundDelivery", "OutboxEvent", "SearchQueue",
+    "SearchTerm", "ServerSecret", "SlaPolicy", "Tag", "Ticket", "TicketSearch",
     "TicketAttachment", "TicketAuditLog", "TicketComment", "Trigger", "group_members",
     "ticket_followers",
 ]

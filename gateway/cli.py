@@ -67,6 +67,8 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--http-host", metavar="HOST", help="address the HTTP API binds (default 127.0.0.1)")
     serve.add_argument("--http-port", type=int, metavar="PORT", help="HTTP port (default 8080)")
     serve.add_argument("--lmtp", action="store_true", default=None, help="speak LMTP instead of SMTP on the ingress port")
+    serve.add_argument("--processes", metavar="N", help="processes sharing the ports (default 1; auto: one per core)")
+    serve.add_argument("--supervised", action="store_true", help=argparse.SUPPRESS)  # a child of --processes
 
     commands.add_parser("migrate", help="upgrade the database schema to the newest version", parents=[common])
 
@@ -93,6 +95,15 @@ def build_parser() -> argparse.ArgumentParser:
         importer.add_argument("--wait", type=float, default=60.0, metavar="SECONDS",
                               help="how long to wait for messages another worker is processing (default 60)")
 
+    attachments = commands.add_parser("attachments", help="attachment content", parents=[common])
+    attachment_commands = attachments.add_subparsers(dest="attachments_command", required=True, metavar="ACTION")
+    move = attachment_commands.add_parser(
+        "migrate", parents=[common], help="copy every attachment's content into another store (resumable)")
+    move.add_argument("--to", required=True, choices=["fs", "postgres", "s3"], dest="to_store",
+                      help="the store to copy into")
+    move.add_argument("--from", choices=["fs", "postgres", "s3"], dest="from_store",
+                      help="the store to read (default: HELPDESK_ATTACHMENT_STORE)")
+
     token = commands.add_parser("token", help="API tokens", parents=[common])
     token_commands = token.add_subparsers(dest="token_command", required=True, metavar="ACTION")
     create = token_commands.add_parser("create", help="print a new API token for an agent", parents=[common])
@@ -117,7 +128,7 @@ def settings_from(args: argparse.Namespace) -> Settings:
     data_dir = getattr(args, "data_dir", None)
     if data_dir is not None:
         overrides["data_dir"] = data_dir
-    for name in ("roles", "smtp_host", "smtp_port", "http_host", "http_port", "lmtp"):
+    for name in ("roles", "smtp_host", "smtp_port", "http_host", "http_port", "lmtp", "processes"):
         value = getattr(args, name, None)
         if value is not None:
             overrides[name] = value
@@ -126,6 +137,8 @@ def settings_from(args: argparse.Namespace) -> Settings:
     except ValidationError as exc:
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first["loc"])
+        if not where:
+            raise CliError(f"invalid settings: {first['msg'].removeprefix('Value error, ')}") from None
         raise CliError(f"invalid setting {where}: {first['msg']}") from None
 
 
@@ -158,15 +171,22 @@ async def database(settings: Settings) -> AsyncIterator[Database]:
             await asyncio.to_thread(embedded.stop)
 
 
-async def serve(settings: Settings) -> None:
-    from gateway.roles import Gateway
-
+def stop_on_signals() -> asyncio.Event:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    return stop
+
+
+async def serve(settings: Settings, *, supervised: bool = False) -> None:
+    from gateway.roles import Gateway
+
+    if settings.process_count > 1 and not supervised:
+        return await serve_processes(settings)
+    stop = stop_on_signals()
     async with database(settings) as db:
-        gateway = Gateway(settings=settings, db=db)
+        gateway = Gateway(settings=settings, db=db, reuse_port=supervised)
         try:
             await gateway.start()
         except OSError as exc:
@@ -190,6 +210,53 @@ async def serve(settings: Settings) -> None:
             print("stopping: finishing open SMTP sessions and running work", flush=True)
             await gateway.stop()
     print("stopped", flush=True)
+
+
+async def serve_processes(settings: Settings) -> None:
+    """The parent of `serve --processes N`: the database and the first start once, then N
+    children on shared ports, supervised; SIGTERM drains them all."""
+    from core.bootstrap import bootstrap
+    from gateway.supervisor import ChildFailed, Supervisor, child_environment, reserve_port
+
+    stop = stop_on_signals()
+    count = settings.process_count
+    async with database(settings) as db:
+        admin_token = await bootstrap(db, settings)
+        await db.dispose()  # the children have their own pools; the parent queries nothing more
+        reserved = []
+        try:
+            if "smtp" in settings.roles:
+                reserved.append(("smtp", reserve_port(settings.smtp_host, settings.smtp_port)))
+            if "api" in settings.roles:
+                reserved.append(("api", reserve_port(settings.http_host, settings.http_port)))
+        except OSError as exc:
+            raise CliError(f"cannot listen: {exc}") from None
+        ports = {name: sock.getsockname()[1] for name, sock in reserved}
+        supervisor = Supervisor(settings, child_environment(
+            settings, db.url, ports.get("smtp"), ports.get("api"), count), count)
+        try:
+            try:
+                await supervisor.start()
+            except ChildFailed as exc:
+                raise CliError(f"{exc} (its error is above)") from None
+            if admin_token:
+                print(f"admin API token (shown once, also in {settings.data_dir / 'admin-token'}):")
+                print(f"  {admin_token}")
+            if "smtp" in ports:
+                print(f"{'LMTP' if settings.lmtp else 'SMTP'} listening on {settings.smtp_host}:{ports['smtp']}")
+            if "api" in ports:
+                print(f"HTTP listening on http://{settings.http_host}:{ports['api']}/ (docs at /docs)")
+            print(f"roles: {','.join(settings.roles)} in {count} processes", flush=True)
+            keeper = asyncio.create_task(supervisor.run())
+            await stop.wait()
+            logging.getLogger(__name__).info("stopping: draining %d processes", count)
+            code = await supervisor.stop()
+            await keeper
+        finally:
+            for _, sock in reserved:
+                sock.close()
+    if code:
+        raise CliError("a serving process did not drain cleanly (see its log above)")
 
 
 async def migrate(settings: Settings) -> None:
@@ -221,7 +288,40 @@ async def token_create(settings: Settings, args: argparse.Namespace) -> None:
     print(token)
 
 
+async def attachments_migrate(settings: Settings, args: argparse.Namespace) -> None:
+    from core.attachments import BlobUnavailable, open_store
+    from core.attachments.migrate import migrate_blobs
+
+    source_kind = args.from_store or settings.attachment_store
+    if source_kind == args.to_store:
+        raise CliError(f"source and target are both {source_kind}: pass --from")
+    async with database(settings) as db:
+        try:
+            source, target = open_store(settings, db, source_kind), open_store(settings, db, args.to_store)
+        except ValueError as exc:
+            raise CliError(str(exc)) from None
+        await source.start()
+        await target.start()
+        try:
+            report = await migrate_blobs(db, source, target, progress=Progress("attachments"))
+        except BlobUnavailable as exc:
+            raise CliError(f"{exc} (run the command again to resume)") from None
+        finally:
+            await source.close()
+            await target.close()
+    print(
+        f"{report.total} attachment contents: {report.copied} copied to {args.to_store}, "
+        f"{report.present} already there, {len(report.missing)} missing from {source_kind}, "
+        f"{len(report.corrupt)} not matching their digest"
+    )
+    for digest in report.missing + report.corrupt:
+        print(f"  not copied: {digest}")
+    if args.to_store != settings.attachment_store and not report.missing and not report.corrupt:
+        print(f"now set HELPDESK_ATTACHMENT_STORE={args.to_store} on every process")
+
+
 async def import_command(settings: Settings, args: argparse.Namespace) -> None:
+    from core.attachments import open_store
     from core.ingest.imported import QUIET_SOURCE
     from core.ingest.intake import Intake
     from core.ingest.mbox import NotAMailbox, import_messages, open_maildir, open_mbox, outcomes_of
@@ -244,12 +344,17 @@ async def import_command(settings: Settings, args: argparse.Namespace) -> None:
             )
         finally:
             await intake.stop()
-        runner = IngestRunner(db, Pipeline.from_settings(settings), Metrics(), workers=1)
-        await runner.drain()
-        # a worker of a running server may hold some of them: wait for its verdict
-        deadline = asyncio.get_running_loop().time() + args.wait
-        while (outcomes := await outcomes_of(db, report.ids)).pending and asyncio.get_running_loop().time() < deadline:
-            await asyncio.sleep(0.5)
+        store = open_store(settings, db)
+        await store.start()
+        try:
+            runner = IngestRunner(db, Pipeline.from_settings(settings, store), Metrics(), workers=1)
+            await runner.drain()
+            # a worker of a running server may hold some of them: wait for its verdict
+            deadline = asyncio.get_running_loop().time() + args.wait
+            while (outcomes := await outcomes_of(db, report.ids)).pending and asyncio.get_running_loop().time() < deadline:
+                await asyncio.sleep(0.5)
+        finally:
+            await store.close()
     print(import_summary(report.total, report.skipped, outcomes, notify=args.notify))
 
 
@@ -272,7 +377,9 @@ def import_summary(total: int, skipped: int, outcomes: Any, *, notify: bool) -> 
 def configure_logging(args: argparse.Namespace) -> None:
     level_name = getattr(args, "log_level", None) or ("info" if args.command == "serve" else "warning")
     level = getattr(logging, level_name.upper())
-    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # several serving processes write to one stream: say which one speaks
+    pid = "[%(process)d] " if getattr(args, "supervised", False) else ""
+    logging.basicConfig(level=level, format=f"%(asctime)s %(levelname)s {pid}%(name)s: %(message)s")
     # aiosmtpd's per-command chatter, the embedded server's start-up narration, apscheduler's
     # line per job run and alembic's line per migration step: for --log-level debug only
     quiet = logging.DEBUG if level <= logging.DEBUG else logging.WARNING
@@ -288,13 +395,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         settings = settings_from(args)
         if args.command == "serve":
-            asyncio.run(serve(settings))
+            asyncio.run(serve(settings, supervised=args.supervised))
         elif args.command == "migrate":
             asyncio.run(migrate(settings))
         elif args.command == "reindex":
             asyncio.run(reindex_command(settings, args.backend))
         elif args.command in ("import-mbox", "import-maildir"):
             asyncio.run(import_command(settings, args))
+        elif args.command == "attachments":
+            asyncio.run(attachments_migrate(settings, args))
         elif args.command == "token":
             asyncio.run(token_create(settings, args))
     except CliError as exc:

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 
 from aiohttp import web
 
+from core.attachments import AttachmentStore, open_store
 from core.bootstrap import bootstrap
 from core.config import Settings
 from core.db import Database
@@ -38,11 +39,13 @@ class Gateway:
     db: Database
     metrics: Metrics = field(default_factory=Metrics)
     admin_token: str | None = None
+    reuse_port: bool = False  # one of several processes sharing the ports (serve --processes)
     smtp_port: int | None = None
     http_port: int | None = None
     runner: IngestRunner | None = None
     outbound: Outbound | None = None
     jobs: Jobs | None = None
+    store: AttachmentStore | None = None
     indexer: SearchIndexer | None = None
     _search_consumer: KafkaConsumerLoop | None = None
     _intake: Intake | None = None
@@ -53,13 +56,15 @@ class Gateway:
     async def start(self) -> None:
         settings = self.settings
         self.admin_token = await bootstrap(self.db, settings)
+        self.store = open_store(settings, self.db)
+        await self.store.start()
         if "smtp" in settings.roles or "api" in settings.roles:
             self._intake = Intake(self.db)
             await self._intake.start()
         if "worker" in settings.roles:
             intake = self._intake
             self.runner = IngestRunner(
-                self.db, Pipeline.from_settings(settings), self.metrics, workers=settings.ingest_workers,
+                self.db, Pipeline.from_settings(settings, self.store), self.metrics, workers=settings.ingest_workers,
                 max_attempts=settings.ingest_max_attempts, poll_seconds=settings.ingest_poll_seconds,
                 # a burst of senders waiting for their 250 goes before ticket creation
                 defer_while=self._mail_burst,
@@ -95,13 +100,15 @@ class Gateway:
         if "smtp" in settings.roles:
             assert self._intake is not None
             self._smtp = SmtpServer(settings, self._intake, self.metrics)
-            self.smtp_port = await self._smtp.start(settings.smtp_host, settings.smtp_port)
+            self.smtp_port = await self._smtp.start(
+                settings.smtp_host, settings.smtp_port, reuse_port=self.reuse_port)
         if "api" in settings.roles:
             assert self._intake is not None
-            app = create_app(settings, self.db, self.metrics, intake=self._intake)
+            app = create_app(settings, self.db, self.metrics, intake=self._intake, store=self.store)
             self._http = web.AppRunner(app, access_log=None)
             await self._http.setup()
-            site = web.TCPSite(self._http, settings.http_host, settings.http_port)
+            site = web.TCPSite(
+                self._http, settings.http_host, settings.http_port, reuse_port=self.reuse_port or None)
             await site.start()
             self.http_port = self._http.addresses[0][1]
 
@@ -132,4 +139,6 @@ class Gateway:
             await self.indexer.stop()
         if self.jobs is not None:
             await self.jobs.stop()
+        if self.store is not None:
+            await self.store.close()
         await self.db.dispose()

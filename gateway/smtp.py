@@ -278,9 +278,9 @@ class SmtpServer:
             tls_context=self.tls_context,
         )
 
-    async def start(self, host: str, port: int) -> int:
+    async def start(self, host: str, port: int, *, reuse_port: bool = False) -> int:
         loop = asyncio.get_running_loop()
-        self._server = await loop.create_server(self._protocol, host, port)
+        self._server = await loop.create_server(self._protocol, host, port, reuse_port=reuse_port or None)
         return self._server.sockets[0].getsockname()[1]
 
     async def stop(self, drain_seconds: float) -> None:

@@ -82,22 +82,22 @@ async def _name_of(session: AsyncSession, author_type: str | None, author_id: An
     return (row.name or row.email) if row else "Someone"
 
 
-async def lock_delivery(session: AsyncSession, delivery_id: uuid.UUID) -> Any:
-    """The delivery row, locked (None if another worker holds it), with what its message needs:
-    the recipient's name as agent or customer, and the ticket's Message-IDs from before it was
-    planned (oldest first) — one round trip."""
+async def lock_deliveries(session: AsyncSession, delivery_ids: list[uuid.UUID]) -> list[Any]:
+    """The delivery rows, locked (those another worker holds are left out), with what each
+    message needs: the recipient's name as agent or customer, and the ticket's Message-IDs
+    from before it was planned (oldest first) — one round trip for all of them."""
     d = OutboundDelivery.__table__
     thread = select(
         func.array_agg(aggregate_order_by(MessageId.message_id, MessageId.created_at, MessageId.id))
     ).where(MessageId.ticket_id == d.c.ticket_id, MessageId.created_at < d.c.created_at).scalar_subquery()
-    return (await session.execute(
+    return list((await session.execute(
         select(
             d,
             select(Agent.name).where(Agent.email == d.c.recipient).limit(1).scalar_subquery().label("agent_name"),
             select(Customer.name).where(Customer.email == d.c.recipient).limit(1).scalar_subquery().label("customer_name"),
             thread.label("thread"),
-        ).where(d.c.id == delivery_id).with_for_update(of=d, skip_locked=True)
-    )).first()
+        ).where(d.c.id.in_(delivery_ids)).with_for_update(of=d, skip_locked=True)
+    )).all())
 
 
 def ticket_link(template: str | None, number: object) -> str | None:
@@ -129,7 +129,7 @@ class Composer:
     async def compose(
         self, session: AsyncSession, delivery: Any, payload: dict[str, Any] | None = None,
     ) -> tuple[Message, str]:
-        """The message and its envelope sender, for a row from `lock_delivery`.
+        """The message and its envelope sender, for a row from `lock_deliveries`.
         `payload`: the event, if at hand."""
         if payload is None:
             event = await session.get(OutboxEvent, delivery.event_id)

@@ -3,9 +3,11 @@
 plan    one transaction per batch of events: who gets what ▸ an `outbound_deliveries` row per
         recipient with its Message-ID fixed now (and recorded in `message_ids`, so replies
         thread back). A redelivered event finds its rows and plans nothing new.
-attempt one transaction per delivery, the row locked (`FOR UPDATE SKIP LOCKED`) while the relay
-        talks: pending ▸ sent / failed, or attempts+1 for a temporary failure. A crash after the
-        relay's 250 and before our commit sends the same message again: same Message-ID.
+attempt one transaction per group of up to `mail_concurrency` deliveries (of different tickets),
+        the rows locked (`FOR UPDATE SKIP LOCKED`) while the relay talks, sent side by side:
+        pending ▸ sent / failed, or attempts+1 for a temporary failure. A crash after the relay's
+        250 and before our commit sends those messages again: same Message-IDs. (As many were
+        in flight before, with a transaction each; one per group saves the rest.)
 sweep   retries pending rows on a backoff schedule (first retry after `mail_retry_seconds`,
         doubling), and picks up rows whose first attempt was lost with its process.
 """
@@ -16,28 +18,36 @@ import asyncio
 import hashlib
 import logging
 import uuid
-from collections.abc import Awaitable, Callable
+from email.message import Message
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import func, select, text, update
+from sqlalchemy import bindparam, select, text, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from core.clock import utcnow
 from core.config import Settings
 from core.db import Database
 from core.enums import DeliveryStatus, MessageDirection
 from core.events import OutboundDelivery
 from core.metrics import Metrics
 from core.tickets.models import MessageId, Ticket
-from outbound.compose import CannotCompose, Composer, lock_delivery, new_message_id
 from outbound.budget import AckBudget
+from outbound.compose import CannotCompose, Composer, lock_deliveries, new_message_id
 from outbound.recipients import TICKET_CREATED, Screened, recipients_for, screen
 from outbound.transport import PermanentFailure, TemporaryFailure, Transport
 
 log = logging.getLogger(__name__)
 
 FIRST_ATTEMPT_GRACE = 60.0  # a never-tried row older than this lost its process: sweep it
+_DELIVERIES = OutboundDelivery.__table__
+OUTCOME = (  # one attempt's result, for many rows in one executemany
+    update(_DELIVERIES).where(_DELIVERIES.c.id == bindparam("b_id")).values(
+        attempts=bindparam("b_attempts"), status=bindparam("b_status", type_=_DELIVERIES.c.status.type),
+        sent_at=bindparam("b_sent_at", type_=_DELIVERIES.c.sent_at.type), last_error=bindparam("b_last_error"),
+    )
+)
 
 
 def _lock_key(kind: str, value: str) -> int:
@@ -51,24 +61,17 @@ class Planned:
     payload: dict[str, Any]
 
 
-async def in_ticket_order(
-    items: list[Planned], attempt: Callable[[Planned], Awaitable[None]], concurrency: int
-) -> None:
-    """One ticket's deliveries in order, different tickets concurrently; raises the first failure."""
-    by_key: dict[str, list[Planned]] = {}
+def in_ticket_order(items: list[Planned], size: int) -> list[list[Planned]]:
+    """Groups to attempt one after another: each ticket's deliveries in event order (its k-th
+    in the k-th wave), different tickets side by side, at most `size` in a group."""
+    chains: dict[str, list[Planned]] = {}
     for item in items:
-        by_key.setdefault(item.key, []).append(item)
-    gate = asyncio.Semaphore(concurrency)
-
-    async def run(chain: list[Planned]) -> None:
-        async with gate:
-            for item in chain:
-                await attempt(item)
-
-    results = await asyncio.gather(*(run(chain) for chain in by_key.values()), return_exceptions=True)
-    for result in results:
-        if isinstance(result, BaseException):
-            raise result
+        chains.setdefault(item.key, []).append(item)
+    groups: list[list[Planned]] = []
+    for k in range(max((len(chain) for chain in chains.values()), default=0)):
+        wave = [chain[k] for chain in chains.values() if len(chain) > k]
+        groups += [wave[i:i + size] for i in range(0, len(wave), size)]
+    return groups
 
 
 class Mailer:
@@ -98,9 +101,8 @@ class Mailer:
     async def handle_batch(self, events: list[dict[str, Any]]) -> None:
         """Idempotent by event_id. Raises only for trouble of ours (the events come again)."""
         planned = await self.plan(events)
-        await in_ticket_order(
-            planned, lambda p: self.attempt(p.delivery_id, p.payload), self.settings.mail_concurrency
-        )
+        for group in in_ticket_order(planned, self.settings.mail_concurrency):
+            await self.attempt_group([(p.delivery_id, p.payload) for p in group])
 
     async def handle(self, event: dict[str, Any]) -> None:
         await self.handle_batch([event])
@@ -204,23 +206,38 @@ class Mailer:
 
     async def attempt(self, delivery_id: uuid.UUID, payload: dict[str, Any] | None = None) -> None:
         """Sends one pending delivery unless another worker holds it or it is already done."""
-        table = OutboundDelivery.__table__
-        async with self.db.unit_of_work() as session:
-            delivery = await lock_delivery(session, delivery_id)
-            if delivery is None or delivery.status != DeliveryStatus.pending:
-                return
-            outcome = await self._send(session, delivery, payload)
-            await session.execute(update(table).where(table.c.id == delivery_id).values(**outcome))
+        await self.attempt_group([(delivery_id, payload)])
 
-    async def _send(self, session: AsyncSession, delivery: Any, payload: dict[str, Any] | None) -> dict[str, Any]:
+    async def attempt_group(self, group: list[tuple[uuid.UUID, dict[str, Any] | None]]) -> None:
+        """Sends the pending ones of these deliveries (not two of one ticket: they go out side by
+        side) in one transaction: composed one by one (the session's queries), sent together,
+        their outcomes written in one statement."""
+        payloads = dict(group)
+        async with self.db.unit_of_work() as session:
+            rows = [r for r in await lock_deliveries(session, list(payloads))
+                    if r.status == DeliveryStatus.pending]
+            if not rows:
+                return
+            outcomes: dict[uuid.UUID, dict[str, Any]] = {}
+            composed = []
+            for row in rows:
+                try:
+                    composed.append((row, *await self.composer.compose(session, row, payloads.get(row.id))))
+                except CannotCompose as exc:
+                    outcomes[row.id] = self._failed(row, str(exc), row.attempts)
+                except Exception as exc:  # a template or data bug of ours: visible, not a retry loop
+                    log.exception("cannot compose delivery %s", row.id)
+                    outcomes[row.id] = self._failed(row, f"cannot compose: {type(exc).__name__}: {exc}", row.attempts)
+            sent = await asyncio.gather(*(self._send(row, message, sender) for row, message, sender in composed))
+            outcomes.update((row.id, outcome) for (row, _, _), outcome in zip(composed, sent))
+            await session.execute(OUTCOME, [
+                {"b_id": delivery_id, "b_attempts": o["attempts"], "b_status": o.get("status", DeliveryStatus.pending),
+                 "b_sent_at": o.get("sent_at"), "b_last_error": o.get("last_error")}
+                for delivery_id, o in outcomes.items()
+            ])
+
+    async def _send(self, delivery: Any, message: Message, sender: str) -> dict[str, Any]:
         """The row's new values after one attempt."""
-        try:
-            message, sender = await self.composer.compose(session, delivery, payload)
-        except CannotCompose as exc:
-            return self._failed(delivery, str(exc), delivery.attempts)
-        except Exception as exc:  # a template or data bug of ours: visible, not a retry loop
-            log.exception("cannot compose delivery %s", delivery.id)
-            return self._failed(delivery, f"cannot compose: {type(exc).__name__}: {exc}", delivery.attempts)
         attempts = delivery.attempts + 1
         try:
             await self.transport.send(message, sender=sender, recipient=delivery.recipient)
@@ -233,7 +250,7 @@ class Mailer:
             log.warning("delivery %s to %s: %s (will retry)", delivery.message_id, delivery.recipient, exc)
             return {"attempts": attempts, "last_error": str(exc)[:2000]}
         self.metrics.mail_deliveries.labels("sent").inc()
-        return {"attempts": attempts, "status": DeliveryStatus.sent, "sent_at": func.now(), "last_error": None}
+        return {"attempts": attempts, "status": DeliveryStatus.sent, "sent_at": utcnow(), "last_error": None}
 
     def _failed(self, delivery: Any, error: str, attempts: int) -> dict[str, Any]:
         self.metrics.mail_deliveries.labels("failed").inc()
@@ -253,13 +270,9 @@ class Mailer:
                     ).bindparams(grace=FIRST_ATTEMPT_GRACE, base=self.settings.mail_retry_seconds),
                 ).order_by(OutboundDelivery.created_at).limit(limit)
             ))
-        gate = asyncio.Semaphore(self.settings.mail_concurrency)
-
-        async def one(delivery_id: uuid.UUID) -> None:
-            async with gate:
-                await self.attempt(delivery_id)
-
-        await asyncio.gather(*(one(d) for d in due))
+        size = self.settings.mail_concurrency
+        for start in range(0, len(due), size):
+            await self.attempt_group([(d, None) for d in due[start:start + size]])
         return len(due)
 
     async def _sweep_loop(self) -> None:

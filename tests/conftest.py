@@ -10,11 +10,19 @@ from core.db import Database
 from core.migrate import upgrade
 from tests.support.gateway import Running, make_settings, running_gateway
 from tests.support.postgres import create_database, drop_database, postgres_server
+from tests.support.redis import redis_server
 
 
 @pytest.fixture(scope="session")
 def pg_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     with postgres_server(tmp_path_factory.mktemp("postgres")) as url:
+        yield url
+
+
+@pytest.fixture(scope="session")
+def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A redis-server of the session's own (skipped, with that reason, where it is not installed)."""
+    with redis_server(tmp_path_factory.mktemp("redis")) as url:
         yield url
 
 

@@ -36,7 +36,8 @@ def test_every_service_has_an_image_or_a_build_and_known_dependencies() -> None:
             if not source.startswith(("/", ".")):
                 assert source in (doc.get("volumes") or {}), f"{name} uses undeclared volume {source}"
         for port in service.get("ports") or []:
-            assert re.fullmatch(r"\d+:\d+", str(port)), port
+            # a host port range: one port per replica
+            assert re.fullmatch(r"\d+(-\d+)?:\d+", str(port)), port
 
 
 def test_gateway_commands_parse_and_their_roles_split_the_work() -> None:
@@ -64,6 +65,7 @@ def test_every_setting_exists_and_points_at_a_service() -> None:
             settings.kafka_bootstrap.rsplit(":", 1)[0],
             urlsplit(settings.meili_url or "").hostname,
             settings.smtp_relay.rsplit(":", 1)[0],
+            urlsplit(settings.redis_url or "").hostname,
         ]
         for host in hosts:
             assert host in services, f"{name} points at {host}, which is not a service"

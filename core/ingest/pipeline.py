@@ -19,6 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.agents.models import Agent
 from core.attachments import AttachmentStore
+from core.attachments.fs import FileStore
 from core.clock import utcnow
 from core.config import Settings
 from core.customers.models import Customer
@@ -127,10 +128,10 @@ class Pipeline:
         return self._secret
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> Pipeline:
+    def from_settings(cls, settings: Settings, store: AttachmentStore | None = None) -> Pipeline:
         return cls(
             mailboxes=settings.support_mailboxes,
-            store=AttachmentStore(settings.attachments_dir),
+            store=store or FileStore(settings.attachments_dir),
             max_followers=settings.max_followers,
             ticket_inbound_per_hour=settings.ticket_inbound_per_hour,
             parser=MailParser.from_settings(settings),

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from functools import partial
 from importlib.metadata import PackageNotFoundError, version
 
 from aiohttp import web
+from redis.asyncio import Redis
 
 from core.attachments import AttachmentStore
+from core.attachments.fs import FileStore
 from core.config import Settings
 from core.db import Database
 from core.ingest.intake import Intake
@@ -15,8 +19,9 @@ from gateway.http import (
     admin, deliveries, inbound, middleware, openapi, people, search, system, ticket_changes, tickets,
 )
 from core.agents.tokens import TokenCache
+from core.shared_state import INVALIDATE_CHANNEL, AuthChanges, Broadcast, SharedRateLimiter, connect
 from gateway.http.keys import (
-    AUTH_FAILURES, DB, INTAKE, METRICS, RATE_LIMITER, SEARCH, SETTINGS, STORE, TOKEN_CACHE,
+    AUTH_CHANGES, AUTH_FAILURES, DB, INTAKE, METRICS, RATE_LIMITER, SEARCH, SETTINGS, STORE, TOKEN_CACHE,
 )
 from gateway.http.ratelimit import RateLimiter
 from search.service import SearchService, backend_from_settings
@@ -38,10 +43,17 @@ def _version() -> str:
 async def _search_backend(app: web.Application):  # type: ignore[no-untyped-def]
     yield
     await app[SEARCH].backend.close()
+async def _redis(client: Redis, changes: AuthChanges, app: web.Application) -> AsyncIterator[None]:
+    assert changes.broadcast is not None
+    await changes.broadcast.start()
+    yield
+    await changes.broadcast.stop()
+    await client.aclose()
 
 
 def create_app(
-    settings: Settings, db: Database, metrics: Metrics, *, intake: Intake
+    settings: Settings, db: Database, metrics: Metrics, *, intake: Intake,
+    store: AttachmentStore | None = None,
 ) -> web.Application:
     app = web.Application(
         middlewares=[
@@ -52,10 +64,19 @@ def create_app(
     app[SETTINGS] = settings
     app[DB] = db
     app[METRICS] = metrics
-    app[STORE] = AttachmentStore(settings.attachments_dir)
+    app[STORE] = store or FileStore(settings.attachments_dir)
     app[INTAKE] = intake
-    app[TOKEN_CACHE] = TokenCache(ttl=settings.api_auth_cache_seconds)
-    app[RATE_LIMITER] = RateLimiter(per_minute=settings.api_rate_per_minute, burst=settings.api_rate_burst)
+    cache = app[TOKEN_CACHE] = TokenCache(ttl=settings.api_auth_cache_seconds)
+    local = RateLimiter(per_minute=settings.api_rate_per_minute, burst=settings.api_rate_burst)
+    app[RATE_LIMITER] = local
+    app[AUTH_CHANGES] = AuthChanges(cache)
+    if settings.redis_url:  # one limit and one cache truth for every API process
+        client = connect(settings.redis_url)  # connects on first use, not here
+        app[RATE_LIMITER] = SharedRateLimiter(
+            client, per_minute=settings.api_rate_per_minute, burst=settings.api_rate_burst, local=local)
+        app[AUTH_CHANGES] = AuthChanges(
+            cache, Broadcast(settings.redis_url, INVALIDATE_CHANNEL, cache.clear, client))
+        app.cleanup_ctx.append(partial(_redis, client, app[AUTH_CHANGES]))
     app[SEARCH] = SearchService(backend_from_settings(settings), metrics)
     app.cleanup_ctx.append(_search_backend)
     app[AUTH_FAILURES] = RateLimiter(per_minute=settings.api_auth_failures_per_minute, burst=settings.api_auth_failures_burst)

@@ -12,12 +12,13 @@ from aiohttp.streams import StreamReader
 from sqlalchemy.exc import DBAPIError, IntegrityError, InterfaceError, OperationalError
 
 from core.agents.tokens import authenticate, hash_token
+from core.attachments import BlobMissing, BlobUnavailable
 from core.db import ConnectionLost
 from core.pagination import BadCursor
 from core.idempotency import IdempotencyKey, fingerprint, lock_and_find
 from core.errors import Conflict, DomainError, Forbidden, Invalid, NotFound, plain_conflict
 from gateway.http.errors import ApiError, error_response
-from gateway.http.keys import AGENT, AUTH_FAILURES, DB, RATE_LIMITER, SESSION, TOKEN_CACHE
+from gateway.http.keys import AGENT, AUTH_CHANGED, AUTH_CHANGES, AUTH_FAILURES, DB, RATE_LIMITER, SESSION, TOKEN_CACHE
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +59,13 @@ async def errors(request: web.Request, handler):  # type: ignore[no-untyped-def]
         # a unique or foreign key the database enforced (e.g. a race past a service's check)
         conflict = plain_conflict(exc)
         return error_response(DOMAIN_STATUS[type(conflict)], conflict.code, conflict.message, conflict.fields)
+    except BlobMissing as exc:
+        log.warning("attachment content missing on %s: %s", request.path, exc)
+        return error_response(404, "attachment_content_missing", str(exc))
+    except BlobUnavailable as exc:
+        log.warning("attachment store unavailable on %s: %s", request.path, exc)
+        return error_response(503, "attachment_store_unavailable", f"{exc}; retry later",
+                              headers={"Retry-After": "5"})
     except web.HTTPException as exc:
         if exc.status < 400 or not request.path.startswith(API_PREFIX):
             raise
@@ -89,7 +97,17 @@ async def unit_of_work(request: web.Request, handler):  # type: ignore[no-untype
     scope = db.read_only() if request.method in ("GET", "HEAD") else db.unit_of_work()
     async with scope as session:
         request[SESSION] = session
-        return await handler(request)
+        response = await handler(request)
+    if request.get(AUTH_CHANGED):
+        # after the commit, or another process could re-read the old state and cache it again
+        await request.app[AUTH_CHANGES].announce()
+    return response
+
+
+def auth_changed(request: web.Request) -> None:
+    """This request revokes tokens or changes an agent: no process may trust its cache."""
+    request.app[TOKEN_CACHE].clear()  # this process at once; all, again, after the commit
+    request[AUTH_CHANGED] = True
 
 
 @web.middleware
@@ -115,7 +133,7 @@ async def auth(request: web.Request, handler):  # type: ignore[no-untyped-def]
             raise ApiError(401, "unauthorized", "invalid or revoked token")
         cache.put(token_hash, principal)
     limiter = request.app[RATE_LIMITER]
-    if limiter.enabled and (wait := limiter.take(token_hash)) > 0:
+    if limiter.enabled and (wait := await limiter.acquire(token_hash)) > 0:
         raise ApiError(
             429, "rate_limited", f"too many requests for this token; retry in {wait:.1f}s",
             headers={"Retry-After": limiter.retry_after(wait)},

@@ -25,7 +25,8 @@ from core.pagination import clamp_limit
 from core.tickets.schemas import TicketList
 from core.tickets.repository import ticket_page
 from gateway.http.crud import crud_routes
-from gateway.http.keys import AGENT, SESSION, SETTINGS, STORE, TOKEN_CACHE
+from gateway.http.keys import AGENT, SESSION, SETTINGS, STORE
+from gateway.http.middleware import auth_changed
 from gateway.http.routing import ADMIN, EVERYONE, STAFF, RouteTable, json_response, parse_body, parse_query
 from gateway.http.tickets import Page
 
@@ -54,7 +55,7 @@ agents = crud_routes(
     agent_crud, plural="agents", out=AgentOut, create=AgentIn, update=AgentUpdate,
     read_roles=EVERYONE, write_roles=ADMIN, query=AgentQuery, deletable=False,
     # a role change or a deactivation must not wait for cached tokens to expire
-    on_change=lambda request: request.app[TOKEN_CACHE].clear(),
+    on_change=auth_changed,
 )
 extra = RouteTable("people")
 
@@ -102,7 +103,7 @@ async def deactivate(request: web.Request) -> web.Response:
     session = request[SESSION]
     agent = await agent_crud.get(session, request.match_info["id"])
     agent = await agent_crud.update(session, agent, AgentUpdate(active=False))
-    request.app[TOKEN_CACHE].clear()  # their tokens stop working in this process now
+    auth_changed(request)  # their tokens stop working in every process
     return json_response(AgentOut.model_validate(agent))
 
 
@@ -151,7 +152,7 @@ async def revoke_token(request: web.Request) -> web.Response:
     if row is None or (row.agent_id != me.id and me.role is not AgentRole.admin):
         raise NotFound("token not found")
     tokens.revoke(row)
-    request.app[TOKEN_CACHE].clear()  # this process stops accepting it now, not in a few seconds
+    auth_changed(request)  # every process stops accepting it now, not in a few seconds
     return web.Response(status=204)
 
 

@@ -1,7 +1,7 @@
 """Requests per token: a token bucket each, refilled continuously; over it, 429 with Retry-After.
 
-Per process: with several API processes the effective limit is their sum, which is the usual
-trade for not putting a shared counter on every request's path.
+Here per process: with several API processes the effective limit is their sum. With
+`HELPDESK_REDIS_URL` the bucket lives in Redis instead (core/shared_state.py), one for all.
 """
 
 from __future__ import annotations
@@ -9,6 +9,16 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass, field
+from typing import Protocol
+
+
+class Limiter(Protocol):
+    @property
+    def enabled(self) -> bool: ...
+
+    async def acquire(self, key: str) -> float: ...
+
+    def retry_after(self, wait: float) -> str: ...
 
 
 @dataclass
@@ -55,6 +65,8 @@ class RateLimiter:
         """Bounds memory under a spray of client addresses: the oldest buckets go."""
         while len(self._buckets) > keep:
             self._buckets.pop(next(iter(self._buckets)))
+    async def acquire(self, key: str) -> float:
+        return self.take(key)
 
     @staticmethod
     def retry_after(wait: float) -> str:

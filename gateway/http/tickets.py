@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import logging
 import uuid
 from collections import defaultdict
+from contextlib import aclosing
 from enum import Enum
 from typing import Annotated, Literal
 
@@ -12,6 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from core.attachments import BlobUnavailable
 from core.enums import Channel, TicketPriority, TicketStatus, TicketType
 from core.pagination import MAX_LIMIT, BadCursor, Cursor, clamp_limit
 from core.tickets.models import TicketAttachment, TicketComment
@@ -35,6 +38,7 @@ from search.backend import BadCursor as BadSearchCursor
 from search.query import QueryError
 from search.resolve import PRIORITY_RANK, Filter
 
+log = logging.getLogger(__name__)
 routes = RouteTable("tickets")
 
 
@@ -206,7 +210,7 @@ async def list_audits(request: web.Request) -> web.Response:
     "/api/v1/tickets/{ticket}/attachments/{attachment}",
     summary="Download an attachment's exact bytes", content_type="application/octet-stream",
 )
-async def download_attachment(request: web.Request) -> web.Response:
+async def download_attachment(request: web.Request) -> web.StreamResponse:
     ticket = await ticket_or_404(request)
     try:
         attachment_id = uuid.UUID(request.match_info["attachment"])
@@ -219,21 +223,34 @@ async def download_attachment(request: web.Request) -> web.Response:
     )
     if attachment is None:
         raise not_found("attachment")
-    data = await request.app[STORE].read(attachment.sha256)
-    return attachment_response(data, attachment.filename)
+    await request[SESSION].close()  # a slow download must not hold a database connection
+    blob = await request.app[STORE].open(attachment.sha256)  # missing or unreachable: 404 or 503
+    response = web.StreamResponse(headers=download_headers(attachment.filename))
+    response.content_type = "application/octet-stream"
+    response.content_length = blob.size
+    await response.prepare(request)
+    try:
+        async with aclosing(blob.chunks) as chunks:  # a client gone mid-way closes the file too
+            async for chunk in chunks:
+                await response.write(chunk)
+    except BlobUnavailable as exc:  # the headers are gone: all we can do is cut the body short
+        log.warning("attachment %s cut short: %s", attachment.id, exc)
+        raise ConnectionResetError("attachment store failed mid-download") from exc
+    await response.write_eof()
+    return response
 
 
-def attachment_response(data: bytes, filename: str, content_type: str = "application/octet-stream") -> web.Response:
+def download_headers(filename: str) -> dict[str, str]:
     """Served only as a download: never rendered by the browser in our origin."""
     from urllib.parse import quote
 
     ascii_name = filename.encode("ascii", "replace").decode().replace('"', "_").replace("?", "_")
-    return web.Response(
-        body=data,
-        content_type=content_type,
-        headers={
-            "Content-Disposition": f"attachment; filename=\"{ascii_name}\"; filename*=UTF-8''{quote(filename)}",
-            "X-Content-Type-Options": "nosniff",
-            "Content-Security-Policy": "default-src 'none'; sandbox",
-        },
-    )
+    return {
+        "Content-Disposition": f"attachment; filename=\"{ascii_name}\"; filename*=UTF-8''{quote(filename)}",
+        "X-Content-Type-Options": "nosniff",
+        "Content-Security-Policy": "default-src 'none'; sandbox",
+    }
+
+
+def attachment_response(data: bytes, filename: str, content_type: str = "application/octet-stream") -> web.Response:
+    return web.Response(body=data, content_type=content_type, headers=download_headers(filename))

@@ -65,8 +65,12 @@ async def test_token_create_prints_a_token_that_authenticates(
         (["serve"], {"roles": "smtp,frobnicate"}),
         (["serve"], {"smtp_port": "not-a-port"}),
         (["token", "create", "--email", "not-an-address"], {}),
+        (["serve", "--processes", "many"], {}),
+        (["serve"], {"attachment_store": "s3"}),  # no bucket
+        (["attachments", "migrate", "--to", "fs"], {}),  # the store already in use
     ],
-    ids=["bad-support-address", "unknown-role", "bad-port", "bad-token-email"],
+    ids=["bad-support-address", "unknown-role", "bad-port", "bad-token-email", "bad-processes",
+         "s3-without-bucket", "migrate-to-itself"],
 )
 async def test_user_mistakes_print_one_line_and_exit_non_zero(
     args: list[str], settings: dict[str, str], tmp_path: Path

@@ -9,7 +9,7 @@ from pathlib import Path
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from core.attachments import AttachmentStore
+from core.attachments.fs import FileStore
 from core.db import Database
 from core.enums import InboundStatus
 from core.ingest.intake import Intake, Submission
@@ -92,7 +92,7 @@ async def test_generated_mail_ends_as_ticket_comment_or_quarantine(db: Database,
     intake = Intake(db)
     await intake.start()
     runner = IngestRunner(
-        db, Pipeline(mailboxes={"support@example.com": "Support"}, store=AttachmentStore(tmp_path)),
+        db, Pipeline(mailboxes={"support@example.com": "Support"}, store=FileStore(tmp_path)),
         Metrics(), workers=1,
     )
     outcomes: list[InboundMessage] = []

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from sqlalchemy import func, select
 
-from core.attachments import AttachmentStore
+from core.attachments.fs import FileStore
 from core.db import Database
 from core.enums import InboundStatus
 from core.ingest.intake import Intake, Submission
@@ -45,7 +45,7 @@ async def submit_all(db: Database, raws: list[bytes]) -> list[uuid.UUID]:
 
 
 def runner(db: Database, store_root: Path, **options: object) -> IngestRunner:
-    pipeline = Pipeline(mailboxes=MAILBOXES, store=AttachmentStore(store_root))
+    pipeline = Pipeline(mailboxes=MAILBOXES, store=FileStore(store_root))
     return IngestRunner(db, pipeline, Metrics(), **options)  # type: ignore[arg-type]
 
 
