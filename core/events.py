@@ -26,13 +26,15 @@ TOPIC_SLA_WARNING = "notifications.ticket.sla_warning"
 # changes no notification announces, for consumers that follow every change (the search indexer)
 TOPIC_UPDATED = "notifications.ticket.updated"
 TOPIC_DELETED = "notifications.ticket.deleted"
-TOPICS = (
-    TOPIC_CREATED, TOPIC_ASSIGNED, TOPIC_STATUS_CHANGED, TOPIC_COMMENTED, TOPIC_SLA_WARNING,
-    TOPIC_UPDATED, TOPIC_DELETED,
-)
 # a customer's name or address changed: the documents of their tickets carry them
 TOPIC_CUSTOMER_UPDATED = "notifications.customer.updated"
-SEARCH_TOPICS = (*TOPICS, TOPIC_CUSTOMER_UPDATED)
+# every topic the relay may publish to (it creates them when missing); consumers ignore the
+# types they do not handle
+TOPICS = (
+    TOPIC_CREATED, TOPIC_ASSIGNED, TOPIC_STATUS_CHANGED, TOPIC_COMMENTED, TOPIC_SLA_WARNING,
+    TOPIC_UPDATED, TOPIC_DELETED, TOPIC_CUSTOMER_UPDATED,
+)
+SEARCH_TOPICS = TOPICS
 CUSTOMER_UPDATED = "customer_updated"  # its events' `type`
 
 
