@@ -7,13 +7,28 @@ from __future__ import annotations
 import uuid
 from pathlib import Path
 
+from sqlalchemy import text
+
+from core.db import Database
 from tests.gateway.test_conversations import deliver, email
 from tests.outbound.support import SmtpSink
 from tests.outbound.test_mailer import settled
 from tests.support.gateway import make_settings, running_gateway
 
 
+async def _forget_other_tests_events(database_url: str) -> None:
+    """Events other tests left unpublished (their gateways stopped first) would spend this
+    host's budget before ours: they are for mailers that are gone."""
+    db = Database(database_url, pool_size=1)
+    try:
+        async with db.unit_of_work() as session:
+            await session.execute(text("UPDATE outbox_events SET published_at = now() WHERE published_at IS NULL"))
+    finally:
+        await db.dispose()
+
+
 async def _flood(database_url: str, tmp_path: Path, sink: SmtpSink, count: int, **budget: int) -> tuple[int, str]:
+    await _forget_other_tests_events(database_url)
     settings = make_settings(database_url, tmp_path / "data", smtp_relay=sink.relay, outbox_poll_seconds=0.05, **budget)
     senders = [f"forged-{uuid.uuid4().hex[:8]}@victim{i}.test" for i in range(count)]
     async with running_gateway(settings) as gw:
