@@ -15,7 +15,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from core.agents.models import Agent
 from core.config import Settings
 from core.customers.models import Customer
-from core.events import OutboundDelivery, OutboxEvent
+from core.enums import Visibility
+from core.events import Event, OutboundDelivery, OutboxEvent, SlaWarning, TicketStatusChanged, TriggerNotification, parse_event
 from core.groups.models import Group
 from core.mail.tokens import make_token, reply_address
 from core.secrets import REPLY_TOKEN_SECRET, server_secret
@@ -111,64 +112,99 @@ class Composer:
         return found
 
     async def compose(
-        self, session: AsyncSession, delivery: Any, payload: dict[str, Any] | None = None,
+        self, session: AsyncSession, delivery: Any, event: Event | None = None,
     ) -> tuple[Message, str]:
         """The message and its envelope sender, for a row from `lock_delivery`.
-        `payload`: the event, if at hand."""
-        if payload is None:
-            event = await session.get(OutboxEvent, delivery.event_id)
+        `event`: the event, if at hand."""
+        if event is None:
+            row = await session.get(OutboxEvent, delivery.event_id)
+            event = parse_event(row.payload) if row is not None else None
             if event is None:
-                raise CannotCompose(f"event {delivery.event_id} no longer exists")
-            payload = event.payload
-        ticket = payload["ticket"]
-        mailbox = await self.mailbox(session, ticket.get("group_id"))
+                raise CannotCompose(f"event {delivery.event_id} no longer exists or cannot be read")
+        ticket = event.ticket
+        mailbox = await self.mailbox(session, ticket.group_id)
         token = make_token(
-            await self.secret(session), ticket_number=int(ticket["number"]),
-            ticket_id=uuid.UUID(str(ticket["id"])), address=delivery.recipient,
+            await self.secret(session), ticket_number=ticket.number, ticket_id=ticket.id,
+            address=delivery.recipient,
         )
         is_agent = delivery.agent_name is not None
         name = (delivery.agent_name if is_agent else delivery.customer_name) or ""
-        context = await self.context(session, delivery.template, payload, mailbox, name, is_agent)
+        context = await self.context(session, delivery.template, event, mailbox, name, is_agent)
+        subject = ticket.subject
+        if isinstance(event, TriggerNotification):
+            subject, context["body"] = await self.notification(session, event, context)
         text, html = self.renderer.render(delivery.template, context)
-        acknowledgement = delivery.template == TICKET_CREATED and payload.get("via") == "email"
+        acknowledgement = delivery.template == TICKET_CREATED and event.via == "email"
         envelope = Envelope(
             message_id=delivery.message_id, from_name=mailbox.group, from_address=mailbox.address,
             to_name=name, to_address=delivery.recipient, reply_to=reply_address(mailbox.address, token),
-            subject=str(ticket.get("subject") or ""), thread=list(delivery.thread or []),
+            subject=subject, thread=list(delivery.thread or []),
             auto_submitted="auto-replied" if acknowledgement else "auto-generated",
-            ticket_number=int(ticket["number"]),
+            ticket_number=ticket.number,
         )
         return build_message(envelope, text, html), bounce_address(self.settings, mailbox.address)
 
+    async def notification(
+        self, session: AsyncSession, event: TriggerNotification, context: dict[str, Any]
+    ) -> tuple[str, str]:
+        """A trigger's subject and body, rendered in the sandbox with `ticket`, `requester`,
+        `comment` and `agent` (the assignee). Plain text: the HTML part escapes all of it."""
+        ticket = event.ticket
+        requester = (await session.execute(
+            select(Customer.name, Customer.email).where(Customer.id == ticket.requester_id)
+        )).first()
+        agent = (await session.execute(
+            select(Agent.name, Agent.email).where(Agent.id == ticket.assignee_id)
+        )).first() if ticket.assignee_id else None
+        comment = event.comment
+        values = {
+            "ticket": {
+                **context["ticket"], "id": str(ticket.id), "type": ticket.type.value if ticket.type else None,
+                "channel": ticket.channel.value, "tags": list(ticket.tags), "url": context["ticket_url"],
+            },
+            "requester": {"name": requester.name if requester else "", "email": requester.email if requester else ""},
+            "agent": {"name": agent.name if agent else "", "email": agent.email if agent else ""},
+            "comment": {
+                "body": comment.body if comment else "",
+                "public": comment.visibility is Visibility.public if comment else True,
+                "author": await _name_of(session, comment.author_type.value, comment.author_id) if comment else "",
+            },
+        }
+        try:
+            return self.renderer.render_string(event.subject, values), self.renderer.render_string(event.body, values)
+        except Exception as exc:  # an admin's template: the delivery fails visibly, nothing else
+            raise CannotCompose(f"trigger {event.trigger_title!r}: template cannot be rendered: {exc}") from exc
+
     async def context(
-        self, session: AsyncSession, template: str, payload: dict[str, Any], mailbox: Mailbox,
+        self, session: AsyncSession, template: str, event: Event, mailbox: Mailbox,
         name: str, is_agent: bool,
     ) -> dict[str, Any]:
         """Only what each template needs: never the ticket's description (the customer's body)."""
-        ticket = payload["ticket"]
-        comment = payload.get("comment") or {}
+        ticket = event.ticket
+        comment = getattr(event, "comment", None)
         assigned = template == TICKET_ASSIGNED
         base = self.settings.public_url or self.settings.base_url
+        actor_id = getattr(event, "actor_id", None)
         return {
             "ticket": {
-                "number": ticket.get("number"), "subject": ticket.get("subject") or "(no subject)",
-                "status": ticket.get("status"), "priority": ticket.get("priority"),
+                "number": ticket.number, "subject": ticket.subject or "(no subject)",
+                "status": ticket.status.value, "priority": ticket.priority.value,
             },
             "recipient": {"name": name, "is_agent": is_agent},
             "group": mailbox.group,
-            "ticket_url": f"{base.rstrip('/')}/api/v1/tickets/{ticket.get('number')}" if is_agent else None,
-            "previous_status": payload.get("previous_status"),
-            "actor_name": (
-                await _name_of(session, "agent", payload["actor_id"])
-                if assigned and payload.get("actor_id") else None
-            ),
-            "requester": await _name_of(session, "customer", ticket.get("requester_id")) if assigned else "",
+            "ticket_url": f"{base.rstrip('/')}/api/v1/tickets/{ticket.number}" if is_agent else None,
+            "previous_status": event.previous_status.value if isinstance(event, TicketStatusChanged) else None,
+            "actor_name": await _name_of(session, "agent", actor_id) if assigned and actor_id else None,
+            "requester": await _name_of(session, "customer", ticket.requester_id) if assigned else "",
             "comment": {
-                "author": await _name_of(session, comment.get("author_type"), comment.get("author_id")),
-                "body": comment.get("body") or "", "public": comment.get("visibility") == "public",
-            } if comment and template == TICKET_NEW_COMMENT else {"author": "", "body": "", "public": True},
+                "author": await _name_of(session, comment.author_type.value, comment.author_id),
+                "body": comment.body, "public": comment.visibility is Visibility.public,
+            } if comment is not None and template == TICKET_NEW_COMMENT else {"author": "", "body": "", "public": True},
             "sla": {
-                "metric": payload.get("metric"),
-                "breach_at": payload.get("breach_at") or ticket.get("sla_breach_at"),
+                "metric": getattr(event, "metric", None),
+                "breach_at": (
+                    event.breach_at.isoformat() if isinstance(event, SlaWarning)
+                    else ticket.sla_breach_at.isoformat() if ticket.sla_breach_at else None
+                ),
             },
         }

@@ -27,7 +27,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from core.config import Settings
 from core.db import Database
 from core.enums import DeliveryStatus, MessageDirection
-from core.events import OutboundDelivery
+from core.events import Event, OutboundDelivery, parse_event
 from core.metrics import Metrics
 from core.tickets.models import MessageId, Ticket
 from outbound.compose import CannotCompose, Composer, lock_delivery, new_message_id
@@ -36,6 +36,8 @@ from outbound.transport import PermanentFailure, TemporaryFailure, Transport
 
 log = logging.getLogger(__name__)
 
+# the event types that can mail someone; the rest (updated, deleted) are not the mailer's
+MAILED = frozenset({"created", "assigned", "status_changed", "commented", "sla_warning", "notification"})
 FIRST_ATTEMPT_GRACE = 60.0  # a never-tried row older than this lost its process: sweep it
 
 
@@ -47,7 +49,7 @@ def _lock_key(kind: str, value: str) -> int:
 class Planned:
     delivery_id: uuid.UUID
     key: str  # the ticket: its mail goes out in event order
-    payload: dict[str, Any]
+    event: Event
 
 
 async def in_ticket_order(
@@ -95,19 +97,21 @@ class Mailer:
         """Idempotent by event_id. Raises only for trouble of ours (the events come again)."""
         planned = await self.plan(events)
         await in_ticket_order(
-            planned, lambda p: self.attempt(p.delivery_id, p.payload), self.settings.mail_concurrency
+            planned, lambda p: self.attempt(p.delivery_id, p.event), self.settings.mail_concurrency
         )
 
     async def handle(self, event: dict[str, Any]) -> None:
         await self.handle_batch([event])
 
-    async def plan(self, events: list[dict[str, Any]]) -> list[Planned]:
+    async def plan(self, payloads: list[dict[str, Any]]) -> list[Planned]:
         """One transaction for the batch: the pending deliveries of its events, in event order;
-        for an event seen for the first time, its deliveries are created now."""
-        events = list({str(e["event_id"]): e for e in events if e.get("event_id") and e.get("ticket")}.values())
+        for an event seen for the first time, its deliveries are created now. Payloads that
+        are no event this mailer knows (or that mail nobody) are ignored."""
+        parsed = (parse_event(p) for p in payloads)
+        events = list({e.event_id: e for e in parsed if e is not None and e.type in MAILED}.values())
         if not events:
             return []
-        ids = [uuid.UUID(str(e["event_id"])) for e in events]
+        ids = [e.event_id for e in events]
         async with self.db.unit_of_work() as session:
             # concurrent mailers with the same event: the second waits, then finds the rows
             await session.execute(
@@ -127,14 +131,14 @@ class Mailer:
         for event_id, delivery_id in pending:
             by_event.setdefault(event_id, []).append(delivery_id)
         return [
-            Planned(delivery_id, str(e["ticket"]["id"]), e)
+            Planned(delivery_id, str(e.ticket.id), e)
             for e, i in zip(events, ids) for delivery_id in by_event.get(i, [])
         ]
 
     async def _create_deliveries(
-        self, session: AsyncSession, events: list[dict[str, Any]]
+        self, session: AsyncSession, events: list[Event]
     ) -> list[tuple[uuid.UUID, uuid.UUID]]:
-        ticket_ids = {uuid.UUID(str(e["ticket"]["id"])) for e in events}
+        ticket_ids = {e.ticket.id for e in events}
         live = set(await session.scalars(
             select(Ticket.id).where(Ticket.id.in_(ticket_ids), Ticket.deleted_at.is_(None))
         ))
@@ -142,7 +146,7 @@ class Mailer:
         comments: dict[uuid.UUID, uuid.UUID | None] = {}
         counted: dict[str, int] = {}  # automatic mail planned in this batch, per address
         for event in events:
-            event_id, ticket_id = uuid.UUID(str(event["event_id"])), uuid.UUID(str(event["ticket"]["id"]))
+            event_id, ticket_id = event.event_id, event.ticket.id
             if ticket_id not in live:
                 continue
             screened = await screen(
@@ -152,9 +156,9 @@ class Mailer:
             for recipient, reason in screened.suppressed:
                 self.metrics.mail_suppressed.labels(reason).inc()
                 log.info("event %s: no %s to %s (%s)", event_id, recipient.template, recipient.address, reason)
-            mailbox = await self.composer.mailbox(session, event["ticket"].get("group_id"))
-            comment_id = (event.get("comment") or {}).get("id")
-            comments[event_id] = uuid.UUID(comment_id) if comment_id else None
+            mailbox = await self.composer.mailbox(session, event.ticket.group_id)
+            comment = getattr(event, "comment", None)
+            comments[event_id] = comment.id if comment is not None else None
             rows += [
                 {
                     "id": uuid.uuid4(), "event_id": event_id, "ticket_id": ticket_id,
@@ -184,20 +188,20 @@ class Mailer:
         order = {row["id"]: n for n, row in enumerate(rows)}
         return [(r.event_id, r.id) for r in sorted(inserted, key=lambda r: order[r.id])]
 
-    async def attempt(self, delivery_id: uuid.UUID, payload: dict[str, Any] | None = None) -> None:
+    async def attempt(self, delivery_id: uuid.UUID, event: Event | None = None) -> None:
         """Sends one pending delivery unless another worker holds it or it is already done."""
         table = OutboundDelivery.__table__
         async with self.db.unit_of_work() as session:
             delivery = await lock_delivery(session, delivery_id)
             if delivery is None or delivery.status != DeliveryStatus.pending:
                 return
-            outcome = await self._send(session, delivery, payload)
+            outcome = await self._send(session, delivery, event)
             await session.execute(update(table).where(table.c.id == delivery_id).values(**outcome))
 
-    async def _send(self, session: AsyncSession, delivery: Any, payload: dict[str, Any] | None) -> dict[str, Any]:
+    async def _send(self, session: AsyncSession, delivery: Any, event: Event | None) -> dict[str, Any]:
         """The row's new values after one attempt."""
         try:
-            message, sender = await self.composer.compose(session, delivery, payload)
+            message, sender = await self.composer.compose(session, delivery, event)
         except CannotCompose as exc:
             return self._failed(delivery, str(exc), delivery.attempts)
         except Exception as exc:  # a template or data bug of ours: visible, not a retry loop

@@ -17,6 +17,7 @@ from datetime import datetime, timedelta, timezone
 from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from core.actor import Actor
 from core.agents.models import Agent
 from core.attachments import AttachmentStore
 from core.clock import utcnow
@@ -31,6 +32,7 @@ from core.enums import (
     TicketStatus,
     Visibility,
 )
+from core.events import CommentFacts
 from core.groups.service import group_service
 from core.ingest import prefetch
 from core.ingest.models import InboundMessage
@@ -41,6 +43,7 @@ from core.mail.html import resolve_cids
 from core.mail.parse import ParsedMail, Unprocessable, parse
 from core.mail.reply import extract_reply
 from core.secrets import REPLY_TOKEN_SECRET, server_secret
+from core.tickets.changes import ticket_changes
 from core.tickets.models import Ticket, TicketComment
 from core.tickets.service import participant_service, ticket_service
 
@@ -168,7 +171,10 @@ class Pipeline:
         if created:
             await session.flush()  # the numbers the `created` events announce
             for ticket, mail_kind in created:
-                ticket_service.announce_created(session, ticket, via="email", mail_kind=mail_kind)
+                await ticket_changes.announce_created(
+                    session, ticket, Actor(AuthorType.customer, ticket.requester_id), via="email",
+                    mail_kind=mail_kind, comment=first_comment(ticket, mail_kind),
+                )
         for index, first in repeats.items():
             outcomes[index] = self.duplicate_of(batch[first].id, outcomes[first])
         return [outcomes[i] for i in range(len(batch))]
@@ -281,13 +287,19 @@ class Pipeline:
                 reason=f"follow-up of closed ticket #{ticket.number}",
             )
         as_agent = m.sender.agent_id is not None and match.rule == "token"
+        change = ticket_changes.begin(
+            ticket, Actor(AuthorType.agent, m.sender.agent_id) if as_agent
+            else Actor(AuthorType.customer, m.sender.customer_id), via="email",
+        )
         comment = await self.comment(
             session, m, ticket, body=body, rule=rule,
             author_customer_id=None if as_agent else m.sender.customer_id,
             author_agent_id=m.sender.agent_id if as_agent else None,
         )
+        change.commented(comment)
         if not m.kind.automatic:
             await self.after_human_reply(session, m, ticket, as_agent=as_agent, rule=match.rule)
+        await ticket_changes.settle(session, change)
         return Outcome(
             InboundStatus.processed, matched_rule=rule, ticket_id=ticket.id,
             comment_id=comment.id, mail_kind=kind,
@@ -390,6 +402,15 @@ class Pipeline:
             await session.execute(
                 update(Customer).where(Customer.email.in_(addresses)).values(bouncing=True)
             )
+
+
+def first_comment(ticket: Ticket, mail_kind: str) -> CommentFacts:
+    """What triggers see of a mailed ticket's first comment (automatic mail is kept internal)."""
+    automatic = mail_kind != MailKind.human.value
+    return CommentFacts(
+        visibility=Visibility.internal if automatic else Visibility.public, author_type=AuthorType.customer,
+        author_id=ticket.requester_id, body=ticket.description, mail_kind=mail_kind,
+    )
 
 
 def outcome_row(inbound: InboundMessage, outcome: Outcome, at: datetime) -> dict[str, object]:

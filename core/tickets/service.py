@@ -119,9 +119,8 @@ class TicketService:
         """The `created` event, for a ticket already flushed (it carries the number)."""
         # mail_kind lets the mailer leave automatic mail unanswered (no acknowledgement loops)
         events.emit(
-            session, topic=events.TOPIC_CREATED, ticket=snapshot(ticket), via=via,
-            mail_kind=mail_kind,
-            follow_up_of_id=str(ticket.follow_up_of_id) if ticket.follow_up_of_id else None,
+            session, topic=events.TOPIC_CREATED, ticket=TicketOut.model_validate(ticket), via=via,
+            mail_kind=mail_kind, follow_up_of_id=ticket.follow_up_of_id,
         )
 
     async def set_status(
@@ -147,8 +146,8 @@ class TicketService:
         )
         await session.refresh(ticket)
         events.emit(
-            session, topic=events.TOPIC_STATUS_CHANGED, ticket=snapshot(ticket),
-            previous_status=old.value, via=via,
+            session, topic=events.TOPIC_STATUS_CHANGED, ticket=TicketOut.model_validate(ticket),
+            previous_status=old, via=via,
         )
         return True
 
@@ -209,12 +208,11 @@ class TicketService:
         if not announce:
             return comment
         events.emit(
-            session, topic=events.TOPIC_COMMENTED, ticket=snapshot(ticket), via=via,
-            comment={
-                "id": str(comment.id), "visibility": visibility.value,
-                "author_type": author_type.value, "author_id": str(actor_id) if actor_id else None,
-                "body": body, "mail_kind": mail_kind,
-            },
+            session, topic=events.TOPIC_COMMENTED, ticket=TicketOut.model_validate(ticket), via=via,
+            comment=events.CommentFacts(
+                id=comment.id, visibility=visibility, author_type=author_type, author_id=actor_id,
+                body=body, mail_kind=mail_kind,
+            ),
         )
         return comment
 

@@ -9,14 +9,16 @@ from __future__ import annotations
 
 import enum
 import uuid
+from collections import defaultdict
 from collections.abc import Sequence
 
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.db import driver_of
 from core.pagination import Cursor, page_of
-from core.tickets.models import Ticket
-from core.tickets.schemas import TicketOut
+from core.tickets.models import Ticket, TicketAttachment, TicketComment
+from core.tickets.schemas import AttachmentOut, CommentOut, TicketOut
 
 VIEW_COLUMNS = tuple(getattr(Ticket, name) for name in TicketOut.model_fields)
 
@@ -87,3 +89,28 @@ async def ticket_page(
     async with driver_of(session) as connection:
         rows = await connection.fetch(query, *params)
     return page_of([TicketOut.model_validate(dict(row)) for row in rows], limit, column)
+
+
+async def comments_out(session: AsyncSession, comments: list[TicketComment]) -> list[CommentOut]:
+    """Comments with their attachments and download URLs, in one query for all attachments."""
+    attachments: dict[uuid.UUID, list[AttachmentOut]] = defaultdict(list)
+    if comments:
+        rows = await session.scalars(
+            select(TicketAttachment)
+            .where(TicketAttachment.comment_id.in_([c.id for c in comments]))
+            .order_by(TicketAttachment.created_at)
+        )
+        for a in rows:
+            attachments[a.comment_id].append(  # type: ignore[index]
+                AttachmentOut(
+                    id=a.id, filename=a.filename, content_type=a.content_type, size=a.size,
+                    sha256=a.sha256, inline=a.inline, content_id=a.content_id,
+                    url=f"/api/v1/tickets/{a.ticket_id}/attachments/{a.id}",
+                )
+            )
+    return [comment_out(c, attachments[c.id]) for c in comments]
+
+
+def comment_out(comment: TicketComment, attachments: list[AttachmentOut]) -> CommentOut:
+    fields = {k: getattr(comment, k) for k in CommentOut.model_fields if k != "attachments"}
+    return CommentOut.model_validate({**fields, "attachments": attachments})

@@ -12,15 +12,16 @@ from core.db import Database
 from core.ingest.intake import Intake
 from core.metrics import Metrics
 from gateway.http import (
-    admin, deliveries, inbound, middleware, openapi, people, system, ticket_changes, tickets,
+    admin, deliveries, inbound, middleware, openapi, people, statistics, system, ticket_changes, tickets,
 )
 from core.agents.tokens import TokenCache
 from gateway.http.keys import DB, INTAKE, METRICS, RATE_LIMITER, SETTINGS, STORE, TOKEN_CACHE
 from gateway.http.ratelimit import RateLimiter
 
-# ticket_changes first: its `/tickets/update_many` must win over `/tickets/{ticket}`
+# ticket_changes and statistics first: `/tickets/update_many` and `/tickets/statistics` must win
+# over `/tickets/{ticket}`
 ROUTE_TABLES = (
-    ticket_changes.routes, tickets.routes, *people.ROUTES, *admin.ROUTES, inbound.routes,
+    ticket_changes.routes, statistics.routes, tickets.routes, *people.ROUTES, *admin.ROUTES, inbound.routes,
     deliveries.routes, system.routes,
 )
 

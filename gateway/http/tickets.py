@@ -26,7 +26,7 @@ from core.tickets.schemas import (
     TicketOut,
 )
 from core.tickets.service import ticket_service
-from core.tickets.views import ticket_page, ticket_view
+from core.tickets.views import comment_out, comments_out, ticket_page, ticket_view
 from gateway.http.errors import ApiError, not_found
 from gateway.http.keys import SESSION, STORE
 from gateway.http.routing import RouteTable, parse_query
@@ -110,31 +110,6 @@ async def list_comments(request: web.Request) -> web.Response:
         next_cursor=next_cursor.encode() if next_cursor else None,
     )
     return web.json_response(text=body.model_dump_json())
-
-
-async def comments_out(session: AsyncSession, comments: list[TicketComment]) -> list[CommentOut]:
-    """Comments with their attachments and download URLs, in one query for all attachments."""
-    attachments: dict[uuid.UUID, list[AttachmentOut]] = defaultdict(list)
-    if comments:
-        rows = await session.scalars(
-            select(TicketAttachment)
-            .where(TicketAttachment.comment_id.in_([c.id for c in comments]))
-            .order_by(TicketAttachment.created_at)
-        )
-        for a in rows:
-            attachments[a.comment_id].append(  # type: ignore[index]
-                AttachmentOut(
-                    id=a.id, filename=a.filename, content_type=a.content_type, size=a.size,
-                    sha256=a.sha256, inline=a.inline, content_id=a.content_id,
-                    url=f"/api/v1/tickets/{a.ticket_id}/attachments/{a.id}",
-                )
-            )
-    return [comment_out(c, attachments[c.id]) for c in comments]
-
-
-def comment_out(comment: TicketComment, attachments: list[AttachmentOut]) -> CommentOut:
-    fields = {k: getattr(comment, k) for k in CommentOut.model_fields if k != "attachments"}
-    return CommentOut.model_validate({**fields, "attachments": attachments})
 
 
 @routes.get(

@@ -25,6 +25,7 @@ POLICY: dict[tuple[str, str], set[str]] = {
     ("POST", "/api/v1/tickets/{ticket}/comments"): ALL,  # light agents: internal only (see test_tickets)
     ("GET", "/api/v1/tickets"): ALL,
     ("GET", "/api/v1/tickets/{ticket}"): ALL,
+    ("GET", "/api/v1/tickets/statistics"): ALL,
     ("GET", "/api/v1/tickets/{ticket}/comments"): ALL,
     ("GET", "/api/v1/tickets/{ticket}/audits"): ALL,
     ("GET", "/api/v1/tickets/{ticket}/attachments/{attachment}"): ALL,

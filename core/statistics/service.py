@@ -1,0 +1,96 @@
+"""Desk statistics, computed by PostgreSQL: three statements, no ticket rows in Python.
+
+The tickets counted are those created in [from, to) (optionally of one group); `solved_per_day`
+counts the tickets solved in that window, whenever they were created. SLA compliance is of the
+first-reply targets (`sla_breach_at`): achieved if answered by the target, breached if answered
+late or still unanswered past it, active if unanswered and not yet due.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from core.db import driver_of
+
+_WINDOW = (
+    "deleted_at IS NULL AND created_at >= $1 AND created_at < $2 AND ($3::uuid IS NULL OR group_id = $3)"
+)
+# one scan: the counts per status, priority, channel, group and day of creation
+_COUNTS = f"""
+SELECT GROUPING(status) = 0 AS by_status, GROUPING(priority) = 0 AS by_priority,
+       GROUPING(channel) = 0 AS by_channel, GROUPING(group_id) = 0 AS by_group,
+       status::text, priority::text, channel::text, group_id::text,
+       to_char(date_trunc('day', created_at AT TIME ZONE 'UTC'), 'YYYY-MM-DD') AS day, count(*)
+FROM tickets WHERE {_WINDOW}
+GROUP BY GROUPING SETS ((status), (priority), (channel), (group_id),
+                        (to_char(date_trunc('day', created_at AT TIME ZONE 'UTC'), 'YYYY-MM-DD')))
+"""
+# one scan: reply and resolution times, and SLA compliance
+_TIMES = f"""
+SELECT
+  percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM first_response_at - created_at) / 60)
+    FILTER (WHERE first_response_at IS NOT NULL),
+  percentile_cont(0.9) WITHIN GROUP (ORDER BY extract(epoch FROM first_response_at - created_at) / 60)
+    FILTER (WHERE first_response_at IS NOT NULL),
+  percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM solved_at - created_at) / 60)
+    FILTER (WHERE solved_at IS NOT NULL),
+  percentile_cont(0.9) WITHIN GROUP (ORDER BY extract(epoch FROM solved_at - created_at) / 60)
+    FILTER (WHERE solved_at IS NOT NULL),
+  count(*) FILTER (WHERE sla_breach_at IS NOT NULL AND first_response_at <= sla_breach_at),
+  count(*) FILTER (WHERE sla_breach_at IS NOT NULL AND (first_response_at > sla_breach_at
+                   OR (first_response_at IS NULL AND sla_breach_at < now()))),
+  count(*) FILTER (WHERE sla_breach_at IS NOT NULL AND first_response_at IS NULL AND sla_breach_at >= now())
+FROM tickets WHERE {_WINDOW}
+"""
+_SOLVED = """
+SELECT to_char(date_trunc('day', solved_at AT TIME ZONE 'UTC'), 'YYYY-MM-DD'), count(*)
+FROM tickets
+WHERE deleted_at IS NULL AND solved_at >= $1 AND solved_at < $2 AND ($3::uuid IS NULL OR group_id = $3)
+GROUP BY 1 ORDER BY 1
+"""
+
+
+def _minutes(value: float | None) -> float | None:
+    return None if value is None else round(float(value), 1)
+
+
+async def ticket_statistics(
+    session: AsyncSession, *, start: datetime, end: datetime, group_id: uuid.UUID | None = None
+) -> dict[str, Any]:
+    async with driver_of(session) as connection:
+        counts = await connection.fetch(_COUNTS, start, end, group_id)
+        times = await connection.fetchrow(_TIMES, start, end, group_id)
+        solved = await connection.fetch(_SOLVED, start, end, group_id)
+    result: dict[str, Any] = {
+        "by_status": {}, "by_priority": {}, "by_channel": {}, "by_group": {}, "created_per_day": {},
+    }
+    for row in counts:
+        if row["by_status"]:
+            result["by_status"][row["status"]] = row["count"]
+        elif row["by_priority"]:
+            result["by_priority"][row["priority"]] = row["count"]
+        elif row["by_channel"]:
+            result["by_channel"][row["channel"]] = row["count"]
+        elif row["by_group"]:
+            result["by_group"][row["group_id"] or "none"] = row["count"]
+        else:
+            result["created_per_day"][row["day"]] = row["count"]
+    result["created_per_day"] = dict(sorted(result["created_per_day"].items()))
+    result["solved_per_day"] = {day: n for day, n in solved}
+    achieved, breached, active = times[4], times[5], times[6]
+    decided = achieved + breached
+    result.update({
+        "first_reply_minutes": {"median": _minutes(times[0]), "p90": _minutes(times[1])},
+        "resolution_minutes": {"median": _minutes(times[2]), "p90": _minutes(times[3])},
+        "sla": {"first_reply_time": {
+            "achieved": achieved, "breached": breached, "active": active,
+            "percent_achieved": round(100 * achieved / decided, 1) if decided else None,
+        }},
+        # satisfaction ratings are not recorded yet (issue 10, part 5): zero until they are
+        "satisfaction": {"good": 0, "bad": 0, "percent_good": None},
+    })
+    return result
