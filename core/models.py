@@ -1,6 +1,7 @@
 """Imports every model so `Base.metadata` knows the whole schema (alembic, tests)."""
 
 from core.agents.models import Agent, ApiToken
+from core.automations.models import Automation, automation_marks
 from core.audit.models import TicketAuditLog
 from core.customers.models import Customer
 from core.events import OutboundDelivery, OutboxEvent
@@ -23,8 +24,8 @@ from core.tickets.models import (
 from core.triggers.models import Trigger
 
 __all__ = [
-    "Agent", "ApiToken", "Base", "Customer", "Group", "IdempotencyKey", "InboundMessage", "Macro", "MessageId",
+    "Agent", "ApiToken", "Automation", "Base", "Customer", "Group", "IdempotencyKey", "InboundMessage", "Macro", "MessageId",
     "Organization", "OutboundDelivery", "OutboxEvent", "ServerSecret", "SlaPolicy", "Tag", "Ticket",
-    "TicketAttachment", "TicketAuditLog", "TicketComment", "Trigger", "group_members",
+    "TicketAttachment", "TicketAuditLog", "TicketComment", "Trigger", "automation_marks", "group_members",
     "ticket_followers",
 ]

@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import uuid
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from core.automations.service import automation_runner
 from core.clock import utcnow
 from core.config import Settings
 from core.db import Database
@@ -55,9 +57,18 @@ class Jobs:
             warn = timedelta(minutes=settings.sla_warning_minutes)
             return await warn_before_breach(session, now=utcnow(), warn_before=warn, limit=BATCH)
 
+        after: list[uuid.UUID] = []  # automations: where this run's scan of open tickets is
+
+        async def automations(session: AsyncSession) -> int:
+            seen = await automation_runner.run_batch(
+                session, now=utcnow(), after=after[-1] if after else None, limit=BATCH,
+            )
+            after.extend(seen[-1:])
+            return len(seen)
+
         return {
             "sla_targets": sla_targets, "sla_warnings": sla_warnings,
-            "auto_close": auto_close, "prune_outbox": prune_outbox,
+            "auto_close": auto_close, "prune_outbox": prune_outbox, "automations": automations,
         }
 
     async def run(self, name: str) -> int:

@@ -86,7 +86,7 @@ class TicketChangeService:
         return Change.of(ticket, actor, via)
 
     async def settle(self, session: AsyncSession, change: Change, **options: Any) -> None:
-        await trigger_runner.run(session, change, apply=self._apply, **options)
+        await trigger_runner.run(session, change, apply=self.apply_update, **options)
 
     async def update(
         self, session: AsyncSession, ticket: Ticket, data: TicketUpdate, actor: Actor, *, via: str = "api"
@@ -98,10 +98,11 @@ class TicketChangeService:
         await self.settle(session, change)
         return ticket
 
-    async def _apply(
+    async def apply_update(
         self, session: AsyncSession, change: Change, data: TicketUpdate, actor: Actor, via: str,
         extra: dict[str, Any],
     ) -> None:
+        """A trigger's or automation's field changes, as a step of `change` (no triggers of its own)."""
         await self._update(session, change.ticket, data, actor, via=via, extra=extra)
 
     async def _update(

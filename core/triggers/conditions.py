@@ -26,6 +26,8 @@ class Facts:
     comment: CommentFacts | None = None
     via: str = "api"  # email | api | macro | trigger | automation
     requester_email: str = ""
+    # automations only: hours_since_created etc. (None when there is no such moment)
+    hours: dict[str, float | None] = field(default_factory=dict)
 
 
 def via_kind(via: str) -> str:
@@ -61,7 +63,18 @@ def actual(facts: Facts, name: str) -> Any:
     return facts.ticket.get(name)
 
 
+def _hours_hold(op: str, have: float | None, want: float) -> bool:
+    """Time conditions: `is` compares whole hours (as a person reads "is 24 hours")."""
+    if have is None:
+        return False
+    if op == "is":
+        return int(have) == int(want)
+    return have < want if op == "less_than" else have > want
+
+
 def holds(condition: Condition, facts: Facts) -> bool:
+    if condition.field.startswith("hours_"):
+        return _hours_hold(condition.operator, facts.hours.get(condition.field), float(condition.value))
     op, want = condition.operator, _norm(condition.value)
     if op in ("changed", "changed_to", "changed_from"):
         change = facts.changes.get(condition.field)

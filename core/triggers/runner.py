@@ -133,7 +133,10 @@ class TriggerRunner:
             return False
         return True
 
-    async def act(self, session: AsyncSession, change: Change, trigger: LoadedTrigger, apply: Apply) -> None:
+    async def act(
+        self, session: AsyncSession, change: Change, trigger: LoadedTrigger, apply: Apply, *, kind: str = "trigger",
+    ) -> None:
+        """The actions of a trigger (or of an automation: `kind`), audited under its name."""
         ticket = change.ticket
         named = {"id": str(trigger.id), "title": trigger.title}
         fields: dict[str, Any] = {}
@@ -158,17 +161,17 @@ class TriggerRunner:
             elif action.field in NOTIFY_ACTIONS:
                 notes.append(action)
         if fields:
-            await apply(session, change, TicketUpdate.model_validate(fields), TRIGGER_ACTOR, "trigger", {"trigger": named})
+            await apply(session, change, TicketUpdate.model_validate(fields), TRIGGER_ACTOR, kind, {kind: named})
         for action in notes:
             events.emit(
                 session, topic=events.TOPIC_NOTIFICATION, ticket=TicketOut.model_validate(ticket),
                 trigger_id=trigger.id, trigger_title=trigger.title,
-                audience=action.field.removeprefix("notify_"), comment=change.comment, via="trigger",
+                audience=action.field.removeprefix("notify_"), comment=change.comment, via=kind,
                 **action.value,
             )
         audit_service.record(
-            session, ticket_id=ticket.id, actor_type=AuthorType.system, actor_id=None, action="trigger",
-            via="trigger", changes={"trigger": named, "actions": [a.field for a in trigger.actions]},
+            session, ticket_id=ticket.id, actor_type=AuthorType.system, actor_id=None, action=kind,
+            via=kind, changes={kind: named, "actions": [a.field for a in trigger.actions]},
         )
 
     async def round_robin(self, session: AsyncSession, group_id: uuid.UUID | None) -> uuid.UUID:

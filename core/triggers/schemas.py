@@ -56,6 +56,11 @@ class Condition(BaseModel):
 
     @model_validator(mode="after")
     def _operator_fits_field(self) -> Condition:
+        self.check()
+        return self
+
+    def check(self) -> None:
+        """Raises ValueError if the operator does not fit the field or the value."""
         field, op, value = self.field, self.operator, self.value
         if op in ("less_than", "greater_than") and field != "priority":
             raise ValueError(f"{op} compares priorities only")
@@ -80,7 +85,6 @@ class Condition(BaseModel):
                 uuid.UUID(str(value))
             except ValueError:
                 raise ValueError(f"{field} takes a UUID or null") from None
-        return self
 
 
 class Conditions(BaseModel):

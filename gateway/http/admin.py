@@ -1,10 +1,12 @@
-"""Groups, organizations, macros (and applying them), SLA policies, triggers."""
+"""Groups, organizations, macros (and applying them), SLA policies, triggers, automations."""
 
 from __future__ import annotations
 
 from aiohttp import web
 
 from core.actor import Actor
+from core.automations.schemas import AutomationIn, AutomationOut, AutomationUpdate
+from core.automations.service import automation_crud
 from core.groups.schemas import GroupIn, GroupOut, GroupUpdate
 from core.groups.service import group_crud, render_group
 from core.macros.schemas import MacroIn, MacroOut, MacroUpdate
@@ -33,6 +35,9 @@ sla_policies = crud_routes(
     sla_policy_crud, plural="sla_policies", out=SlaPolicyOut, create=SlaPolicyIn, update=SlaPolicyUpdate,
 )
 triggers = crud_routes(trigger_crud, plural="triggers", out=TriggerOut, create=TriggerIn, update=TriggerUpdate)
+automations = crud_routes(
+    automation_crud, plural="automations", out=AutomationOut, create=AutomationIn, update=AutomationUpdate,
+)
 
 macro_use = RouteTable("macros")
 
@@ -49,4 +54,4 @@ async def apply(request: web.Request) -> web.Response:
     return json_response(TicketOut.model_validate(ticket))
 
 
-ROUTES = (groups, organizations, macros, macro_use, sla_policies, triggers)
+ROUTES = (groups, organizations, macros, macro_use, sla_policies, triggers, automations)

@@ -1,4 +1,4 @@
-"""automation: round-robin assignment mark on group members
+"""automation: round-robin assignment mark on group members; automations and their marks
 
 Revision ID: 0008
 Revises: 0005
@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 from alembic import op
+from sqlalchemy.dialects import postgresql
 
 
 revision = '0008'
@@ -18,7 +19,33 @@ depends_on = None
 
 def upgrade() -> None:
     op.add_column('group_members', sa.Column('last_assigned_at', sa.DateTime(timezone=True), nullable=True))
+    op.create_table(
+        'automations',
+        sa.Column('id', sa.Uuid(), nullable=False),
+        sa.Column('title', sa.String(length=255), nullable=False),
+        sa.Column('description', sa.Text(), nullable=True),
+        sa.Column('position', sa.Integer(), server_default='0', nullable=False),
+        sa.Column('conditions', postgresql.JSONB(astext_type=sa.Text()), server_default='{}', nullable=False),
+        sa.Column('actions', postgresql.JSONB(astext_type=sa.Text()), server_default='[]', nullable=False),
+        sa.Column('active', sa.Boolean(), server_default='true', nullable=False),
+        sa.Column('created_at', sa.DateTime(timezone=True), server_default=sa.text('now()'), nullable=False),
+        sa.Column('updated_at', sa.DateTime(timezone=True), server_default=sa.text('now()'), nullable=False),
+        sa.PrimaryKeyConstraint('id', name=op.f('pk_automations')),
+    )
+    op.create_table(
+        'automation_marks',
+        sa.Column('automation_id', sa.Uuid(), nullable=False),
+        sa.Column('ticket_id', sa.Uuid(), nullable=False),
+        sa.Column('acted_at', sa.DateTime(timezone=True), server_default=sa.text('now()'), nullable=False),
+        sa.ForeignKeyConstraint(['automation_id'], ['automations.id'], name=op.f('fk_automation_marks_automation_id_automations'), ondelete='CASCADE'),
+        sa.ForeignKeyConstraint(['ticket_id'], ['tickets.id'], name=op.f('fk_automation_marks_ticket_id_tickets'), ondelete='CASCADE'),
+        sa.PrimaryKeyConstraint('automation_id', 'ticket_id', name=op.f('pk_automation_marks')),
+    )
+    op.create_index('ix_automation_marks_ticket_id', 'automation_marks', ['ticket_id'], unique=False)
 
 
 def downgrade() -> None:
+    op.drop_index('ix_automation_marks_ticket_id', table_name='automation_marks')
+    op.drop_table('automation_marks')
+    op.drop_table('automations')
     op.drop_column('group_members', 'last_assigned_at')

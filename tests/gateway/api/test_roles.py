@@ -44,7 +44,7 @@ POLICY: dict[tuple[str, str], set[str]] = {
     ("PUT", "/api/v1/agents/{id}"): ADMIN,
     **{
         (method, path.format(name)): roles
-        for name in ("groups", "organizations", "macros", "sla_policies", "triggers")
+        for name in ("groups", "organizations", "macros", "sla_policies", "triggers", "automations")
         for method, path, roles in (
             ("GET", "/api/v1/{}", ALL), ("POST", "/api/v1/{}", ADMIN), ("GET", "/api/v1/{}/{{id}}", ALL),
             ("PUT", "/api/v1/{}/{{id}}", ADMIN), ("DELETE", "/api/v1/{}/{{id}}", ADMIN),
