@@ -32,9 +32,10 @@ TOPIC_SLA_WARNING = "notifications.ticket.sla_warning"
 TOPIC_UPDATED = "notifications.ticket.updated"
 TOPIC_DELETED = "notifications.ticket.deleted"
 TOPIC_NOTIFICATION = "notifications.ticket.notification"
+TOPIC_SLA_BREACHED = "notifications.ticket.sla_breached"
 TOPICS = (
     TOPIC_CREATED, TOPIC_ASSIGNED, TOPIC_STATUS_CHANGED, TOPIC_COMMENTED, TOPIC_SLA_WARNING,
-    TOPIC_UPDATED, TOPIC_DELETED, TOPIC_NOTIFICATION,
+    TOPIC_UPDATED, TOPIC_DELETED, TOPIC_NOTIFICATION, TOPIC_SLA_BREACHED,
 )
 
 
@@ -90,6 +91,13 @@ class SlaWarning(_Event):
     breached: bool = False
 
 
+class SlaBreached(_Event):
+    type: Literal["sla_breached"] = "sla_breached"
+    metric: str
+    target_at: datetime
+    breached_at: datetime
+
+
 class TicketUpdated(_Event):
     """Fields changed that no other event announces (subject, priority, tags, ...)."""
 
@@ -116,14 +124,14 @@ class TriggerNotification(_Event):
 Event = Annotated[
     Union[
         TicketCreated, TicketAssigned, TicketStatusChanged, TicketCommented, SlaWarning,
-        TicketUpdated, TicketDeleted, TriggerNotification,
+        TicketUpdated, TicketDeleted, TriggerNotification, SlaBreached,
     ],
     Field(discriminator="type"),
 ]
 MODELS: dict[str, type[_Event]] = {
     TOPIC_CREATED: TicketCreated, TOPIC_ASSIGNED: TicketAssigned, TOPIC_STATUS_CHANGED: TicketStatusChanged,
     TOPIC_COMMENTED: TicketCommented, TOPIC_SLA_WARNING: SlaWarning, TOPIC_UPDATED: TicketUpdated,
-    TOPIC_DELETED: TicketDeleted, TOPIC_NOTIFICATION: TriggerNotification,
+    TOPIC_DELETED: TicketDeleted, TOPIC_NOTIFICATION: TriggerNotification, TOPIC_SLA_BREACHED: SlaBreached,
 }
 _ADAPTER: TypeAdapter[Event] = TypeAdapter(Event)
 

@@ -12,7 +12,7 @@ from core.macros.models import Macro
 from core.models_base import Base
 from core.organizations.models import Organization
 from core.secrets import ServerSecret
-from core.sla.models import SlaPolicy
+from core.sla.models import SlaPolicy, TicketSlaTarget
 from core.tickets.models import (
     MessageId,
     Tag,
@@ -25,7 +25,7 @@ from core.triggers.models import Trigger
 
 __all__ = [
     "Agent", "ApiToken", "Automation", "Base", "Customer", "Group", "IdempotencyKey", "InboundMessage", "Macro", "MessageId",
-    "Organization", "OutboundDelivery", "OutboxEvent", "ServerSecret", "SlaPolicy", "Tag", "Ticket",
+    "Organization", "OutboundDelivery", "OutboxEvent", "ServerSecret", "SlaPolicy", "Tag", "TicketSlaTarget", "Ticket",
     "TicketAttachment", "TicketAuditLog", "TicketComment", "Trigger", "automation_marks", "group_members",
     "ticket_followers",
 ]

@@ -21,7 +21,7 @@ from core.clock import utcnow
 from core.config import Settings
 from core.db import Database
 from core.jobs.housekeeping import close_solved_tickets, prune_published_events
-from core.jobs.sla import assign_first_reply_targets, warn_before_breach
+from core.jobs.sla import assign_first_reply_targets, mark_breaches, warn_before_breach
 from core.metrics import Metrics
 
 log = logging.getLogger(__name__)
@@ -57,6 +57,12 @@ class Jobs:
             warn = timedelta(minutes=settings.sla_warning_minutes)
             return await warn_before_breach(session, now=utcnow(), warn_before=warn, limit=BATCH)
 
+        async def sla_breaches(session: AsyncSession) -> int:
+            breached = await mark_breaches(session, now=utcnow(), limit=BATCH)
+            for metric in breached:
+                self.metrics.sla_targets.labels(metric, "breached").inc()
+            return len(breached)
+
         after: list[uuid.UUID] = []  # automations: where this run's scan of open tickets is
 
         async def automations(session: AsyncSession) -> int:
@@ -67,7 +73,7 @@ class Jobs:
             return len(seen)
 
         return {
-            "sla_targets": sla_targets, "sla_warnings": sla_warnings,
+            "sla_targets": sla_targets, "sla_warnings": sla_warnings, "sla_breaches": sla_breaches,
             "auto_close": auto_close, "prune_outbox": prune_outbox, "automations": automations,
         }
 

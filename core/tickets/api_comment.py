@@ -30,6 +30,7 @@ from core.events import CommentFacts
 from core.tickets.models import Ticket, TicketComment
 from core.tickets.schemas import CommentIn, CommentOut, TicketOut
 from core.tickets.views import VIEW_COLUMNS, ticket_ref
+from core.sla.models import TicketSlaTarget
 from core.triggers.conditions import Facts
 from core.triggers.models import Trigger
 from core.triggers.runner import LoadedTrigger, parse_triggers
@@ -68,8 +69,14 @@ _TRIGGERS = literal_column(
     f" '[]'::jsonb) FROM {Trigger.__tablename__} WHERE active)"
 )
 
-# runs the triggers after the comment: (session, ticket id, facts, triggers, actor)
-Settle = Callable[[AsyncSession, uuid.UUID, Facts, list[LoadedTrigger], Actor], Awaitable[None]]
+# a public agent comment answers these
+_REPLY_DUE = literal_column(
+    f"EXISTS (SELECT 1 FROM {TicketSlaTarget.__tablename__} s WHERE s.ticket_id = {Ticket.__tablename__}.id"
+    " AND s.fulfilled_at IS NULL AND s.metric IN ('first_reply_time', 'next_reply_time'))"
+)
+
+# settles the change after the comment: (session, ticket id, facts, triggers, actor, reply target due)
+Settle = Callable[[AsyncSession, uuid.UUID, Facts, list[LoadedTrigger], Actor, bool], Awaitable[None]]
 
 
 async def add_fast_comment(
@@ -82,13 +89,13 @@ async def add_fast_comment(
     # connection, so the request commits (or rolls back) all of it together
     found = (await session.execute(
         select(Ticket.id, Ticket.number, Ticket.status, _TRIGGERS, select(Customer.email).where(
-            Customer.id == Ticket.requester_id).scalar_subquery()).where(
+            Customer.id == Ticket.requester_id).scalar_subquery(), _REPLY_DUE).where(
             Ticket.deleted_at.is_(None), Ticket.number == key if isinstance(key, int) else Ticket.id == key,
         )
     )).first()
     if found is None:
         raise NotFound("ticket not found")
-    ticket_id, number, status, trigger_rows, requester_email = found
+    ticket_id, number, status, trigger_rows, requester_email, reply_due = found
     check_comment(status, number, data, actor)
     now, public = utcnow(), data.visibility is Visibility.public and actor.type is AuthorType.agent
     comment_id, actor_id = uuid.uuid4(), actor.id
@@ -106,12 +113,13 @@ async def add_fast_comment(
         event_id, payload = events.event_payload(events.TOPIC_COMMENTED, snapshot, via="api", comment=comment)
         await connection.execute(_EVENT, event_id, events.TOPIC_COMMENTED, str(ticket_id), json.dumps(payload))
     triggers = parse_triggers(trigger_rows)
-    if triggers:
+    reply_due = reply_due and public
+    if triggers or reply_due:
         facts = Facts(
             event="updated", ticket=payload["ticket"], comment=comment, via="api",
             requester_email=requester_email or "",
         )
-        await settle(session, ticket_id, facts, triggers, actor)
+        await settle(session, ticket_id, facts, triggers, actor, reply_due)
     return CommentOut(
         id=comment_id, ticket_id=ticket_id, author_type=actor.type, author_customer_id=None,
         author_agent_id=actor_id, visibility=data.visibility, body=data.body, html_body=None,

@@ -34,6 +34,7 @@ from core.tickets.schemas import CommentIn, CommentOut, MergeIn, TicketCreate, T
 from core.tickets.service import participant_service, ticket_service
 from core.tickets.uploads import Upload, store_uploads
 from core.tickets.views import comments_out
+from core.sla.targets import sla_targets
 from core.triggers.conditions import Facts, matches
 from core.triggers.runner import LoadedTrigger, trigger_runner
 
@@ -86,7 +87,9 @@ class TicketChangeService:
         return Change.of(ticket, actor, via)
 
     async def settle(self, session: AsyncSession, change: Change, **options: Any) -> None:
+        """The end of every change: its triggers, then its SLA targets (after what triggers did)."""
         await trigger_runner.run(session, change, apply=self.apply_update, **options)
+        await sla_targets.on_change(session, change)
 
     async def update(
         self, session: AsyncSession, ticket: Ticket, data: TicketUpdate, actor: Actor, *, via: str = "api"
@@ -187,9 +190,11 @@ class TicketChangeService:
 
     async def _settle_fast(
         self, session: AsyncSession, ticket_id: uuid.UUID, facts: Facts, triggers: list[LoadedTrigger], actor: Actor,
+        reply_due: bool,
     ) -> None:
-        """Triggers after a driver-written comment: the ORM ticket is loaded only if one fires."""
-        if not any(matches(t.conditions, facts) for t in triggers):
+        """After a driver-written comment: the ORM ticket is loaded only if a trigger fires or
+        the comment answers a running reply target."""
+        if not reply_due and not any(matches(t.conditions, facts) for t in triggers):
             return
         ticket = await session.get(Ticket, ticket_id, populate_existing=True)
         assert ticket is not None

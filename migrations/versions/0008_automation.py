@@ -1,4 +1,5 @@
-"""automation: round-robin assignment mark on group members; automations and their marks
+"""automation: round-robin assignment mark on group members; automations and their marks;
+SLA targets per ticket and business hours per policy
 
 Revision ID: 0008
 Revises: 0005
@@ -42,9 +43,37 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint('automation_id', 'ticket_id', name=op.f('pk_automation_marks')),
     )
     op.create_index('ix_automation_marks_ticket_id', 'automation_marks', ['ticket_id'], unique=False)
+    op.add_column('sla_policies', sa.Column('business_hours', postgresql.JSONB(astext_type=sa.Text()), nullable=True))
+    op.create_table(
+        'ticket_sla_targets',
+        sa.Column('id', sa.Uuid(), nullable=False),
+        sa.Column('ticket_id', sa.Uuid(), nullable=False),
+        sa.Column('policy_id', sa.Uuid(), nullable=True),
+        sa.Column('metric', sa.String(length=32), nullable=False),
+        sa.Column('minutes', sa.Integer(), nullable=False),
+        sa.Column('started_at', sa.DateTime(timezone=True), nullable=False),
+        sa.Column('target_at', sa.DateTime(timezone=True), nullable=False),
+        sa.Column('paused_at', sa.DateTime(timezone=True), nullable=True),
+        sa.Column('paused_minutes', sa.Float(), server_default='0', nullable=False),
+        sa.Column('fulfilled_at', sa.DateTime(timezone=True), nullable=True),
+        sa.Column('breached_at', sa.DateTime(timezone=True), nullable=True),
+        sa.Column('created_at', sa.DateTime(timezone=True), server_default=sa.text('now()'), nullable=False),
+        sa.ForeignKeyConstraint(['policy_id'], ['sla_policies.id'], name=op.f('fk_ticket_sla_targets_policy_id_sla_policies'), ondelete='SET NULL'),
+        sa.ForeignKeyConstraint(['ticket_id'], ['tickets.id'], name=op.f('fk_ticket_sla_targets_ticket_id_tickets'), ondelete='CASCADE'),
+        sa.PrimaryKeyConstraint('id', name=op.f('pk_ticket_sla_targets')),
+    )
+    op.create_index('ix_ticket_sla_targets_ticket_id', 'ticket_sla_targets', ['ticket_id'], unique=False)
+    op.create_index('ix_ticket_sla_targets_started_at', 'ticket_sla_targets', ['started_at'], unique=False)
+    op.create_index('ix_ticket_sla_targets_due', 'ticket_sla_targets', ['target_at'], unique=False,
+                    postgresql_where=sa.text('fulfilled_at IS NULL AND breached_at IS NULL AND paused_at IS NULL'))
 
 
 def downgrade() -> None:
+    op.drop_index('ix_ticket_sla_targets_due', table_name='ticket_sla_targets')
+    op.drop_index('ix_ticket_sla_targets_started_at', table_name='ticket_sla_targets')
+    op.drop_index('ix_ticket_sla_targets_ticket_id', table_name='ticket_sla_targets')
+    op.drop_table('ticket_sla_targets')
+    op.drop_column('sla_policies', 'business_hours')
     op.drop_index('ix_automation_marks_ticket_id', table_name='automation_marks')
     op.drop_table('automation_marks')
     op.drop_table('automations')

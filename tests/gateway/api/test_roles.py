@@ -26,6 +26,8 @@ POLICY: dict[tuple[str, str], set[str]] = {
     ("GET", "/api/v1/tickets"): ALL,
     ("GET", "/api/v1/tickets/{ticket}"): ALL,
     ("GET", "/api/v1/tickets/statistics"): ALL,
+    ("GET", "/api/v1/tickets/{ticket}/sla"): ALL,
+    ("GET", "/api/v1/sla/compliance"): ALL,
     ("GET", "/api/v1/tickets/{ticket}/comments"): ALL,
     ("GET", "/api/v1/tickets/{ticket}/audits"): ALL,
     ("GET", "/api/v1/tickets/{ticket}/attachments/{attachment}"): ALL,
