@@ -100,6 +100,9 @@ class Settings(BaseSettings):
     sla_warning_minutes: float = Field(default=30.0, ge=0)  # warn this long before a breach
     outbox_retention_hours: float = Field(default=168.0, gt=0)  # published events kept this long
 
+    # satisfaction surveys (issue 10)
+    satisfaction_delay_hours: float = Field(default=24.0, ge=0)  # solved this long: the survey goes out
+
     @field_validator("support_addresses")
     @classmethod
     def _check_addresses(cls, value: str) -> str:

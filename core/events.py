@@ -33,9 +33,12 @@ TOPIC_UPDATED = "notifications.ticket.updated"
 TOPIC_DELETED = "notifications.ticket.deleted"
 TOPIC_NOTIFICATION = "notifications.ticket.notification"
 TOPIC_SLA_BREACHED = "notifications.ticket.sla_breached"
+TOPIC_SATISFACTION_SURVEY = "notifications.ticket.satisfaction_survey"
+TOPIC_SATISFACTION_RATED = "notifications.ticket.satisfaction_rated"
 TOPICS = (
     TOPIC_CREATED, TOPIC_ASSIGNED, TOPIC_STATUS_CHANGED, TOPIC_COMMENTED, TOPIC_SLA_WARNING,
-    TOPIC_UPDATED, TOPIC_DELETED, TOPIC_NOTIFICATION, TOPIC_SLA_BREACHED,
+    TOPIC_UPDATED, TOPIC_DELETED, TOPIC_NOTIFICATION, TOPIC_SLA_BREACHED, TOPIC_SATISFACTION_SURVEY,
+    TOPIC_SATISFACTION_RATED,
 )
 
 
@@ -98,6 +101,18 @@ class SlaBreached(_Event):
     breached_at: datetime
 
 
+class SatisfactionSurvey(_Event):
+    """Time to ask the requester of a solved ticket how it went."""
+
+    type: Literal["satisfaction_survey"] = "satisfaction_survey"
+
+
+class SatisfactionRated(_Event):
+    type: Literal["satisfaction_rated"] = "satisfaction_rated"
+    score: Literal["good", "bad"]
+    comment: str | None = None
+
+
 class TicketUpdated(_Event):
     """Fields changed that no other event announces (subject, priority, tags, ...)."""
 
@@ -124,7 +139,8 @@ class TriggerNotification(_Event):
 Event = Annotated[
     Union[
         TicketCreated, TicketAssigned, TicketStatusChanged, TicketCommented, SlaWarning,
-        TicketUpdated, TicketDeleted, TriggerNotification, SlaBreached,
+        TicketUpdated, TicketDeleted, TriggerNotification, SlaBreached, SatisfactionSurvey,
+        SatisfactionRated,
     ],
     Field(discriminator="type"),
 ]
@@ -132,6 +148,7 @@ MODELS: dict[str, type[_Event]] = {
     TOPIC_CREATED: TicketCreated, TOPIC_ASSIGNED: TicketAssigned, TOPIC_STATUS_CHANGED: TicketStatusChanged,
     TOPIC_COMMENTED: TicketCommented, TOPIC_SLA_WARNING: SlaWarning, TOPIC_UPDATED: TicketUpdated,
     TOPIC_DELETED: TicketDeleted, TOPIC_NOTIFICATION: TriggerNotification, TOPIC_SLA_BREACHED: SlaBreached,
+    TOPIC_SATISFACTION_SURVEY: SatisfactionSurvey, TOPIC_SATISFACTION_RATED: SatisfactionRated,
 }
 _ADAPTER: TypeAdapter[Event] = TypeAdapter(Event)
 

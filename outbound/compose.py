@@ -21,7 +21,8 @@ from core.groups.models import Group
 from core.mail.tokens import make_token, reply_address
 from core.secrets import REPLY_TOKEN_SECRET, server_secret
 from core.tickets.models import MessageId
-from outbound.recipients import TICKET_ASSIGNED, TICKET_CREATED, TICKET_NEW_COMMENT
+from core.satisfaction.tokens import survey_token
+from outbound.recipients import SATISFACTION_SURVEY, TICKET_ASSIGNED, TICKET_CREATED, TICKET_NEW_COMMENT
 from outbound.render import Envelope, Renderer, build_message
 
 
@@ -133,6 +134,10 @@ class Composer:
         subject = ticket.subject
         if isinstance(event, TriggerNotification):
             subject, context["body"] = await self.notification(session, event, context)
+        if delivery.template == SATISFACTION_SURVEY:
+            link = f"{(self.settings.public_url or self.settings.base_url).rstrip('/')}/satisfaction/"
+            link += survey_token(await self.secret(session), ticket.id)
+            context["survey"] = {"good": f"{link}?score=good", "bad": f"{link}?score=bad"}
         text, html = self.renderer.render(delivery.template, context)
         acknowledgement = delivery.template == TICKET_CREATED and event.via == "email"
         envelope = Envelope(

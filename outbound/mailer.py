@@ -37,7 +37,9 @@ from outbound.transport import PermanentFailure, TemporaryFailure, Transport
 log = logging.getLogger(__name__)
 
 # the event types that can mail someone; the rest (updated, deleted) are not the mailer's
-MAILED = frozenset({"created", "assigned", "status_changed", "commented", "sla_warning", "notification"})
+MAILED = frozenset({
+    "created", "assigned", "status_changed", "commented", "sla_warning", "notification", "satisfaction_survey",
+})
 FIRST_ATTEMPT_GRACE = 60.0  # a never-tried row older than this lost its process: sweep it
 
 

@@ -2,8 +2,8 @@
 
 created       ▸ the requester: `ticket_created` (an acknowledgement; none for automatic mail)
 assigned      ▸ the new assignee: `ticket_assigned` (not when agents assign themselves)
-status_changed▸ solved: requester and followers, `ticket_status_changed`;
-                solved → closed: the requester, `satisfaction_survey`
+status_changed▸ solved: requester and followers, `ticket_status_changed`
+satisfaction_survey ▸ the requester (not of automatic mail): `satisfaction_survey`
 commented     ▸ public: requester and followers (not the author); a customer's or another
                 agent's comment also to the assignee. Internal: only the assignee, when another
                 agent wrote it. Automatic mail recorded as a comment tells nobody.
@@ -27,8 +27,9 @@ from core.customers.models import Customer
 from core.enums import AuthorType, TicketStatus, Visibility
 from core.events import (
     CommentFacts,
-    OutboundDelivery,
     Event,
+    OutboundDelivery,
+    SatisfactionSurvey,
     SlaWarning,
     TicketAssigned,
     TicketCommented,
@@ -126,6 +127,10 @@ async def recipients_for(session: AsyncSession, event: Event) -> list[Recipient]
         return [Recipient(a.email, TICKET_SLA_WARNING, agent=a) for a in await _group_agents(session, ticket.group_id)]
     if isinstance(event, TriggerNotification):
         return await _notification_recipients(session, event)
+    if isinstance(event, SatisfactionSurvey):
+        if _robot_ticket(ticket):
+            return []
+        return _to_customers(await _customers(session, ticket, followers=False), SATISFACTION_SURVEY)
     return []
 
 
@@ -147,8 +152,6 @@ async def _status_recipients(session: AsyncSession, event: TicketStatusChanged, 
         return []
     if ticket.status is TicketStatus.solved:
         return _to_customers(await _customers(session, ticket, followers=True), TICKET_STATUS_CHANGED)
-    if ticket.status is TicketStatus.closed and event.previous_status is TicketStatus.solved:
-        return _to_customers(await _customers(session, ticket, followers=False), SATISFACTION_SURVEY)
     return []
 
 

@@ -42,6 +42,7 @@ from core.mail.classify import Classification, MailKind, classify
 from core.mail.html import resolve_cids
 from core.mail.parse import ParsedMail, Unprocessable, parse
 from core.mail.reply import extract_reply
+from core.satisfaction.service import rate_by_mail
 from core.secrets import REPLY_TOKEN_SECRET, server_secret
 from core.tickets.changes import ticket_changes
 from core.tickets.models import Ticket, TicketComment
@@ -272,6 +273,14 @@ class Pipeline:
         if m.kind.kind is MailKind.bounce:
             await self.mark_bouncing(session, m.mail.failed_recipients)
         body = extract_reply(m.mail.text, m.mail.html_source)
+        if not m.kind.automatic and await rate_by_mail(
+            session, ticket, customer_id=m.sender.customer_id, text=body,
+            refers_to=[*m.mail.in_reply_to, *m.mail.references],
+        ):  # an answer to the survey: its rating, no comment, no follow-up, no acknowledgement
+            return Outcome(
+                InboundStatus.processed, matched_rule=rule, ticket_id=ticket.id, mail_kind=kind,
+                reason="satisfaction rating",
+            )
         if ticket.status is TicketStatus.closed and not m.kind.automatic:
             requester = m.sender.customer or await customer_service.find_or_create(
                 session, email=m.mail.from_address, name=m.mail.from_name

@@ -23,6 +23,7 @@ from core.db import Database
 from core.jobs.housekeeping import close_solved_tickets, prune_published_events
 from core.jobs.sla import assign_first_reply_targets, mark_breaches, warn_before_breach
 from core.metrics import Metrics
+from core.satisfaction.service import send_surveys
 
 log = logging.getLogger(__name__)
 
@@ -63,6 +64,10 @@ class Jobs:
                 self.metrics.sla_targets.labels(metric, "breached").inc()
             return len(breached)
 
+        async def satisfaction_surveys(session: AsyncSession) -> int:
+            before = utcnow() - timedelta(hours=settings.satisfaction_delay_hours)
+            return await send_surveys(session, solved_before=before, limit=BATCH)
+
         after: list[uuid.UUID] = []  # automations: where this run's scan of open tickets is
 
         async def automations(session: AsyncSession) -> int:
@@ -75,6 +80,7 @@ class Jobs:
         return {
             "sla_targets": sla_targets, "sla_warnings": sla_warnings, "sla_breaches": sla_breaches,
             "auto_close": auto_close, "prune_outbox": prune_outbox, "automations": automations,
+            "satisfaction_surveys": satisfaction_surveys,
         }
 
     async def run(self, name: str) -> int:

@@ -43,7 +43,9 @@ SELECT
   count(*) FILTER (WHERE sla_breach_at IS NOT NULL AND first_response_at <= sla_breach_at),
   count(*) FILTER (WHERE sla_breach_at IS NOT NULL AND (first_response_at > sla_breach_at
                    OR (first_response_at IS NULL AND sla_breach_at < now()))),
-  count(*) FILTER (WHERE sla_breach_at IS NOT NULL AND first_response_at IS NULL AND sla_breach_at >= now())
+  count(*) FILTER (WHERE sla_breach_at IS NOT NULL AND first_response_at IS NULL AND sla_breach_at >= now()),
+  count(*) FILTER (WHERE satisfaction_score = 'good'),
+  count(*) FILTER (WHERE satisfaction_score = 'bad')
 FROM tickets WHERE {_WINDOW}
 """
 _SOLVED = """
@@ -90,7 +92,9 @@ async def ticket_statistics(
             "achieved": achieved, "breached": breached, "active": active,
             "percent_achieved": round(100 * achieved / decided, 1) if decided else None,
         }},
-        # satisfaction ratings are not recorded yet (issue 10, part 5): zero until they are
-        "satisfaction": {"good": 0, "bad": 0, "percent_good": None},
+        "satisfaction": {
+            "good": times[7], "bad": times[8],
+            "percent_good": round(100 * times[7] / (times[7] + times[8]), 1) if times[7] + times[8] else None,
+        },
     })
     return result

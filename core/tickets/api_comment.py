@@ -29,7 +29,7 @@ from core.errors import Conflict, Forbidden, NotFound
 from core.events import CommentFacts
 from core.tickets.models import Ticket, TicketComment
 from core.tickets.schemas import CommentIn, CommentOut, TicketOut
-from core.tickets.views import VIEW_COLUMNS, ticket_ref
+from core.tickets.views import VIEW_COLUMNS, ticket_from_row, ticket_ref
 from core.sla.models import TicketSlaTarget
 from core.triggers.conditions import Facts
 from core.triggers.models import Trigger
@@ -106,7 +106,7 @@ async def add_fast_comment(
         )
         changes = {"comment": {"id": str(comment_id), "visibility": data.visibility.value}}
         await connection.execute(_AUDIT, uuid.uuid4(), ticket_id, actor.type.value, actor_id, json.dumps(changes))
-        snapshot = TicketOut.model_validate(dict(row))
+        snapshot = ticket_from_row(row)
         comment = CommentFacts(
             id=comment_id, visibility=data.visibility, author_type=actor.type, author_id=actor_id, body=data.body,
         )

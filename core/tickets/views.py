@@ -11,6 +11,7 @@ import enum
 import uuid
 from collections import defaultdict
 from collections.abc import Sequence
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -20,7 +21,19 @@ from core.pagination import Cursor, page_of
 from core.tickets.models import Ticket, TicketAttachment, TicketComment
 from core.tickets.schemas import AttachmentOut, CommentOut, TicketOut
 
-VIEW_COLUMNS = tuple(getattr(Ticket, name) for name in TicketOut.model_fields)
+SATISFACTION_COLUMNS = (Ticket.satisfaction_score, Ticket.satisfaction_comment, Ticket.satisfaction_rated_at)
+VIEW_COLUMNS = (
+    *(getattr(Ticket, name) for name in TicketOut.model_fields if name != "satisfaction"), *SATISFACTION_COLUMNS,
+)
+
+
+def ticket_from_row(row: Any) -> TicketOut:
+    """`TicketOut` from a row of VIEW_COLUMNS."""
+    values = dict(row)
+    score, comment, rated_at = (values.pop(c.key) for c in SATISFACTION_COLUMNS)
+    if score is not None:
+        values["satisfaction"] = {"score": score, "comment": comment, "rated_at": rated_at}
+    return TicketOut.model_validate(values)
 
 _SELECT_ALL = f"SELECT {', '.join(c.key for c in VIEW_COLUMNS)} FROM {Ticket.__tablename__}"
 _SELECT = _SELECT_ALL + " WHERE deleted_at IS NULL AND "
@@ -45,7 +58,7 @@ async def ticket_view(session: AsyncSession, ref: str) -> TicketOut | None:
         return None
     async with driver_of(session) as connection:
         row = await connection.fetchrow(_BY_NUMBER if isinstance(key, int) else _BY_ID, key)
-    return None if row is None else TicketOut.model_validate(dict(row))
+    return None if row is None else ticket_from_row(row)
 
 
 # the columns a page may be filtered on (names come from this set, values are parameters)
@@ -88,7 +101,7 @@ async def ticket_page(
              f"ORDER BY {column} {direction}, id {direction} LIMIT ${len(params)}")
     async with driver_of(session) as connection:
         rows = await connection.fetch(query, *params)
-    return page_of([TicketOut.model_validate(dict(row)) for row in rows], limit, column)
+    return page_of([ticket_from_row(row) for row in rows], limit, column)
 
 
 async def comments_out(session: AsyncSession, comments: list[TicketComment]) -> list[CommentOut]:

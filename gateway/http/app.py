@@ -12,7 +12,7 @@ from core.db import Database
 from core.ingest.intake import Intake
 from core.metrics import Metrics
 from gateway.http import (
-    admin, deliveries, inbound, middleware, openapi, people, sla, statistics, system, ticket_changes, tickets,
+    admin, deliveries, inbound, middleware, openapi, people, satisfaction, sla, statistics, system, ticket_changes, tickets,
 )
 from core.agents.tokens import TokenCache
 from gateway.http.keys import DB, INTAKE, METRICS, RATE_LIMITER, SETTINGS, STORE, TOKEN_CACHE
@@ -22,7 +22,7 @@ from gateway.http.ratelimit import RateLimiter
 # over `/tickets/{ticket}`
 ROUTE_TABLES = (
     ticket_changes.routes, statistics.routes, tickets.routes, *people.ROUTES, *admin.ROUTES, inbound.routes,
-    deliveries.routes, sla.routes, system.routes,
+    deliveries.routes, sla.routes, satisfaction.routes, system.routes,
 )
 
 

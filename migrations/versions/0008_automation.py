@@ -1,5 +1,5 @@
 """automation: round-robin assignment mark on group members; automations and their marks;
-SLA targets per ticket and business hours per policy
+SLA targets per ticket and business hours per policy; satisfaction survey and rating
 
 Revision ID: 0008
 Revises: 0005
@@ -66,9 +66,21 @@ def upgrade() -> None:
     op.create_index('ix_ticket_sla_targets_started_at', 'ticket_sla_targets', ['started_at'], unique=False)
     op.create_index('ix_ticket_sla_targets_due', 'ticket_sla_targets', ['target_at'], unique=False,
                     postgresql_where=sa.text('fulfilled_at IS NULL AND breached_at IS NULL AND paused_at IS NULL'))
+    op.add_column('tickets', sa.Column('satisfaction_sent_at', sa.DateTime(timezone=True), nullable=True))
+    op.add_column('tickets', sa.Column('satisfaction_score', sa.String(length=8), nullable=True))
+    op.add_column('tickets', sa.Column('satisfaction_comment', sa.Text(), nullable=True))
+    op.add_column('tickets', sa.Column('satisfaction_rated_at', sa.DateTime(timezone=True), nullable=True))
+    # existing solved tickets were surveyed at closing (the old rule): they get no second survey
+    op.execute("UPDATE tickets SET satisfaction_sent_at = coalesce(solved_at, updated_at)"
+               " WHERE status IN ('solved', 'closed')")
+    op.create_index('ix_tickets_survey_due', 'tickets', ['solved_at'], unique=False,
+                    postgresql_where=sa.text('satisfaction_sent_at IS NULL AND solved_at IS NOT NULL'))
 
 
 def downgrade() -> None:
+    op.drop_index('ix_tickets_survey_due', table_name='tickets')
+    for column in ('satisfaction_rated_at', 'satisfaction_comment', 'satisfaction_score', 'satisfaction_sent_at'):
+        op.drop_column('tickets', column)
     op.drop_index('ix_ticket_sla_targets_due', table_name='ticket_sla_targets')
     op.drop_index('ix_ticket_sla_targets_started_at', table_name='ticket_sla_targets')
     op.drop_index('ix_ticket_sla_targets_ticket_id', table_name='ticket_sla_targets')
