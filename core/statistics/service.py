@@ -1,9 +1,8 @@
-"""Desk statistics, computed by PostgreSQL: three statements, no ticket rows in Python.
+"""Desk statistics, computed by PostgreSQL: four statements, no ticket rows in Python.
 
 The tickets counted are those created in [from, to) (optionally of one group); `solved_per_day`
-counts the tickets solved in that window, whenever they were created. SLA compliance is of the
-first-reply targets (`sla_breach_at`): achieved if answered by the target, breached if answered
-late or still unanswered past it, active if unanswered and not yet due.
+counts the tickets solved in that window, whenever they were created. SLA compliance is that of
+`GET /sla/compliance` for the targets started in the window.
 """
 
 from __future__ import annotations
@@ -15,6 +14,7 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.db import driver_of
+from core.sla.targets import compliance
 
 _WINDOW = (
     "deleted_at IS NULL AND created_at >= $1 AND created_at < $2 AND ($3::uuid IS NULL OR group_id = $3)"
@@ -29,7 +29,7 @@ FROM tickets WHERE {_WINDOW}
 GROUP BY GROUPING SETS ((status), (priority), (channel), (group_id),
                         (to_char(date_trunc('day', created_at AT TIME ZONE 'UTC'), 'YYYY-MM-DD')))
 """
-# one scan: reply and resolution times, and SLA compliance
+# one scan: reply and resolution times, and satisfaction
 _TIMES = f"""
 SELECT
   percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM first_response_at - created_at) / 60)
@@ -40,10 +40,6 @@ SELECT
     FILTER (WHERE solved_at IS NOT NULL),
   percentile_cont(0.9) WITHIN GROUP (ORDER BY extract(epoch FROM solved_at - created_at) / 60)
     FILTER (WHERE solved_at IS NOT NULL),
-  count(*) FILTER (WHERE sla_breach_at IS NOT NULL AND first_response_at <= sla_breach_at),
-  count(*) FILTER (WHERE sla_breach_at IS NOT NULL AND (first_response_at > sla_breach_at
-                   OR (first_response_at IS NULL AND sla_breach_at < now()))),
-  count(*) FILTER (WHERE sla_breach_at IS NOT NULL AND first_response_at IS NULL AND sla_breach_at >= now()),
   count(*) FILTER (WHERE satisfaction_score = 'good'),
   count(*) FILTER (WHERE satisfaction_score = 'bad')
 FROM tickets WHERE {_WINDOW}
@@ -83,18 +79,13 @@ async def ticket_statistics(
             result["created_per_day"][row["day"]] = row["count"]
     result["created_per_day"] = dict(sorted(result["created_per_day"].items()))
     result["solved_per_day"] = {day: n for day, n in solved}
-    achieved, breached, active = times[4], times[5], times[6]
-    decided = achieved + breached
+    good, bad = times[4], times[5]
     result.update({
         "first_reply_minutes": {"median": _minutes(times[0]), "p90": _minutes(times[1])},
         "resolution_minutes": {"median": _minutes(times[2]), "p90": _minutes(times[3])},
-        "sla": {"first_reply_time": {
-            "achieved": achieved, "breached": breached, "active": active,
-            "percent_achieved": round(100 * achieved / decided, 1) if decided else None,
-        }},
+        "sla": await compliance(session, start=start, end=end, group_id=group_id),
         "satisfaction": {
-            "good": times[7], "bad": times[8],
-            "percent_good": round(100 * times[7] / (times[7] + times[8]), 1) if times[7] + times[8] else None,
+            "good": good, "bad": bad, "percent_good": round(100 * good / (good + bad), 1) if good + bad else None,
         },
     })
     return result

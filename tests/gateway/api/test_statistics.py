@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import update
 
+from core.sla.models import TicketSlaTarget
 from core.tickets.models import Ticket
 from tests.gateway.api.test_tickets import create
 from tests.support.gateway import Running
@@ -22,11 +23,16 @@ async def test_statistics_of_one_group(gateway: Running) -> None:
         async with gateway.db.unit_of_work() as session:
             await session.execute(update(Ticket).where(Ticket.id == uuid.UUID(first["id"])).values(
                 created_at=now - timedelta(hours=3), first_response_at=now - timedelta(hours=2, minutes=30),
-                solved_at=now - timedelta(hours=1), status="solved", sla_breach_at=now - timedelta(hours=2),
+                solved_at=now - timedelta(hours=1), status="solved", satisfaction_score="good",
+                satisfaction_rated_at=now,
             ))
-            await session.execute(update(Ticket).where(Ticket.id == uuid.UUID(second["id"])).values(
-                sla_breach_at=now - timedelta(minutes=1),
-            ))
+            # one first-reply target met, one missed (as the SLA code and the breach job leave them)
+            for ticket, breached in ((first, None), (second, now - timedelta(minutes=1))):
+                session.add(TicketSlaTarget(
+                    id=uuid.uuid4(), ticket_id=uuid.UUID(ticket["id"]), metric="first_reply_time", minutes=60,
+                    started_at=now - timedelta(hours=2), target_at=now - timedelta(hours=1),
+                    fulfilled_at=None if breached else now - timedelta(hours=1, minutes=30), breached_at=breached,
+                ))
         response = await client.get("/api/v1/tickets/statistics", params={"group_id": group})
         assert response.status == 200, await response.text()
         stats = await response.json()
@@ -38,7 +44,7 @@ async def test_statistics_of_one_group(gateway: Running) -> None:
         assert stats["first_reply_minutes"] == {"median": 30.0, "p90": 30.0}
         assert stats["resolution_minutes"] == {"median": 120.0, "p90": 120.0}
         assert stats["sla"]["first_reply_time"] == {"achieved": 1, "breached": 1, "active": 0, "percent_achieved": 50.0}
-        assert stats["satisfaction"] == {"good": 0, "bad": 0, "percent_good": None}
+        assert stats["satisfaction"] == {"good": 1, "bad": 0, "percent_good": 100.0}
         earlier = await client.get("/api/v1/tickets/statistics", params={
             "group_id": group, "from": "2020-01-01", "to": "2020-02-01",
         })
