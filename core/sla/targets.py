@@ -92,6 +92,8 @@ class SlaTargets:
         changes = change.changes()
         found = await policies(session)
         policy = next((p for p in found if p.applies(ticket)), None)
+        if policy is None and change.event == "created":
+            return  # a new ticket no policy covers has no targets: no query
         targets = list(await session.scalars(
             select(TicketSlaTarget).where(TicketSlaTarget.ticket_id == ticket.id)
             .order_by(TicketSlaTarget.started_at)

@@ -19,33 +19,31 @@ from core.sla.targets import compliance
 _WINDOW = (
     "deleted_at IS NULL AND created_at >= $1 AND created_at < $2 AND ($3::uuid IS NULL OR group_id = $3)"
 )
-# one scan: the counts per status, priority, channel, group and day of creation
+# one scan into the (few thousand) combinations of status, priority, channel, group and day,
+# then each breakdown from those: far cheaper than grouping sets over every ticket
 _COUNTS = f"""
+WITH g AS MATERIALIZED (
+  SELECT status, priority, channel, group_id, (created_at AT TIME ZONE 'UTC')::date AS day, count(*) AS n
+  FROM tickets WHERE {_WINDOW} GROUP BY 1, 2, 3, 4, 5
+)
 SELECT GROUPING(status) = 0 AS by_status, GROUPING(priority) = 0 AS by_priority,
        GROUPING(channel) = 0 AS by_channel, GROUPING(group_id) = 0 AS by_group,
-       status::text, priority::text, channel::text, group_id::text,
-       to_char(date_trunc('day', created_at AT TIME ZONE 'UTC'), 'YYYY-MM-DD') AS day, count(*)
-FROM tickets WHERE {_WINDOW}
-GROUP BY GROUPING SETS ((status), (priority), (channel), (group_id),
-                        (to_char(date_trunc('day', created_at AT TIME ZONE 'UTC'), 'YYYY-MM-DD')))
+       status::text, priority::text, channel::text, group_id::text, day::text, sum(n)::bigint AS count
+FROM g GROUP BY GROUPING SETS ((status), (priority), (channel), (group_id), (day))
 """
-# one scan: reply and resolution times, and satisfaction
+# one scan: reply and resolution times (both percentiles from one sort each), and satisfaction
 _TIMES = f"""
 SELECT
-  percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM first_response_at - created_at) / 60)
+  percentile_cont('{{0.5,0.9}}'::float8[]) WITHIN GROUP (ORDER BY extract(epoch FROM first_response_at - created_at) / 60)
     FILTER (WHERE first_response_at IS NOT NULL),
-  percentile_cont(0.9) WITHIN GROUP (ORDER BY extract(epoch FROM first_response_at - created_at) / 60)
-    FILTER (WHERE first_response_at IS NOT NULL),
-  percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM solved_at - created_at) / 60)
-    FILTER (WHERE solved_at IS NOT NULL),
-  percentile_cont(0.9) WITHIN GROUP (ORDER BY extract(epoch FROM solved_at - created_at) / 60)
+  percentile_cont('{{0.5,0.9}}'::float8[]) WITHIN GROUP (ORDER BY extract(epoch FROM solved_at - created_at) / 60)
     FILTER (WHERE solved_at IS NOT NULL),
   count(*) FILTER (WHERE satisfaction_score = 'good'),
   count(*) FILTER (WHERE satisfaction_score = 'bad')
 FROM tickets WHERE {_WINDOW}
 """
 _SOLVED = """
-SELECT to_char(date_trunc('day', solved_at AT TIME ZONE 'UTC'), 'YYYY-MM-DD'), count(*)
+SELECT ((solved_at AT TIME ZONE 'UTC')::date)::text, count(*)
 FROM tickets
 WHERE deleted_at IS NULL AND solved_at >= $1 AND solved_at < $2 AND ($3::uuid IS NULL OR group_id = $3)
 GROUP BY 1 ORDER BY 1
@@ -79,10 +77,10 @@ async def ticket_statistics(
             result["created_per_day"][row["day"]] = row["count"]
     result["created_per_day"] = dict(sorted(result["created_per_day"].items()))
     result["solved_per_day"] = {day: n for day, n in solved}
-    good, bad = times[4], times[5]
+    first_reply, resolution, good, bad = times[0] or [None, None], times[1] or [None, None], times[2], times[3]
     result.update({
-        "first_reply_minutes": {"median": _minutes(times[0]), "p90": _minutes(times[1])},
-        "resolution_minutes": {"median": _minutes(times[2]), "p90": _minutes(times[3])},
+        "first_reply_minutes": {"median": _minutes(first_reply[0]), "p90": _minutes(first_reply[1])},
+        "resolution_minutes": {"median": _minutes(resolution[0]), "p90": _minutes(resolution[1])},
         "sla": await compliance(session, start=start, end=end, group_id=group_id),
         "satisfaction": {
             "good": good, "bad": bad, "percent_good": round(100 * good / (good + bad), 1) if good + bad else None,

@@ -202,16 +202,6 @@ class TicketChangeService:
         change.comment = facts.comment
         await self.settle(session, change, triggers=triggers)
 
-    async def comment(
-        self, session: AsyncSession, ticket: Ticket, data: CommentIn, actor: Actor, *, via: str = "api"
-    ) -> TicketComment:
-        """A comment on a ticket at hand, as one change (with its triggers)."""
-        change = Change.of(ticket, actor, via)
-        comment = await self._comment(session, ticket, data, actor, via=via)
-        change.commented(comment)
-        await self.settle(session, change)
-        return comment
-
     async def _comment(
         self, session: AsyncSession, ticket: Ticket, data: CommentIn, actor: Actor, *, announce: bool = True,
         via: str = "api",
