@@ -106,6 +106,8 @@ def test_conditions_that_cannot_work_are_refused(bad: dict) -> None:
     {"field": "notify_group", "value": {"subject": "Hi {{ ticket.number", "body": "x"}},
     {"field": "notify_requester", "value": "just text"},
     {"field": "add_tags", "value": ["has space"]},
+    {"field": "add_tags", "value": [True]},  # was a 500 (found by schemathesis)
+    {"field": "comment", "value": {"not": "text"}},
 ])
 def test_actions_that_cannot_work_are_refused(bad: dict) -> None:
     with pytest.raises(ValidationError):
