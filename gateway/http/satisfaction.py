@@ -8,13 +8,13 @@ from html import escape
 
 from aiohttp import web
 
+from core.clock import utcnow
 from core.errors import Conflict
 from core.satisfaction.answers import MAX_COMMENT
 from core.satisfaction.service import rate, rating_open
 from core.satisfaction.tokens import verify_survey_token
 from core.secrets import REPLY_TOKEN_SECRET, server_secret
 from core.tickets.models import Ticket
-from core.clock import utcnow
 from gateway.http.keys import DB
 from gateway.http.routing import RouteTable
 
