@@ -7,13 +7,12 @@ counts the tickets solved in that window, whenever they were created. SLA compli
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy.ext.asyncio import AsyncSession
-
-from core.db import driver_of
+from core.db import Database, driver_of
 from core.sla.targets import compliance
 
 _WINDOW = (
@@ -55,12 +54,21 @@ def _minutes(value: float | None) -> float | None:
 
 
 async def ticket_statistics(
-    session: AsyncSession, *, start: datetime, end: datetime, group_id: uuid.UUID | None = None
+    db: Database, *, start: datetime, end: datetime, group_id: uuid.UUID | None = None
 ) -> dict[str, Any]:
-    async with driver_of(session) as connection:
-        counts = await connection.fetch(_COUNTS, start, end, group_id)
-        times = await connection.fetchrow(_TIMES, start, end, group_id)
-        solved = await connection.fetch(_SOLVED, start, end, group_id)
+    """The four statements run side by side, each on a read connection of its own (PostgreSQL
+    works on them in parallel; one after the other they took twice as long)."""
+    args = (start, end, group_id)
+
+    async def fetch(sql: str) -> list[Any]:
+        async with db.read_only() as session, driver_of(session) as connection:
+            return list(await connection.fetch(sql, *args))
+
+    async def sla() -> dict[str, dict[str, Any]]:
+        async with db.read_only() as session:
+            return await compliance(session, start=start, end=end, group_id=group_id)
+
+    counts, [times], solved, met = await asyncio.gather(fetch(_COUNTS), fetch(_TIMES), fetch(_SOLVED), sla())
     result: dict[str, Any] = {
         "by_status": {}, "by_priority": {}, "by_channel": {}, "by_group": {}, "created_per_day": {},
     }
@@ -81,7 +89,7 @@ async def ticket_statistics(
     result.update({
         "first_reply_minutes": {"median": _minutes(first_reply[0]), "p90": _minutes(first_reply[1])},
         "resolution_minutes": {"median": _minutes(resolution[0]), "p90": _minutes(resolution[1])},
-        "sla": await compliance(session, start=start, end=end, group_id=group_id),
+        "sla": met,
         "satisfaction": {
             "good": good, "bad": bad, "percent_good": round(100 * good / (good + bad), 1) if good + bad else None,
         },

@@ -6,7 +6,7 @@ from aiohttp import web
 
 from core.statistics.schemas import StatisticsOut, StatisticsQuery
 from core.statistics.service import ticket_statistics
-from gateway.http.keys import SESSION
+from gateway.http.keys import DB
 from gateway.http.routing import RouteTable, json_response, parse_query
 
 routes = RouteTable("tickets")
@@ -19,5 +19,5 @@ routes = RouteTable("tickets")
 async def statistics(request: web.Request) -> web.Response:
     q = parse_query(request, StatisticsQuery)
     assert q.start is not None and q.end is not None
-    data = await ticket_statistics(request[SESSION], start=q.start, end=q.end, group_id=q.group_id)
+    data = await ticket_statistics(request.app[DB], start=q.start, end=q.end, group_id=q.group_id)
     return json_response(StatisticsOut.model_validate(data))
