@@ -1,22 +1,29 @@
 """The transactional outbox: events are rows written in the same transaction as the change.
 
 Nothing leaves a transaction except through here; the relay publishes rows after commit.
+Every topic has one pydantic model (below): `build` makes an event, `emit` writes it, and
+consumers read a payload back with `parse_event` (None for a topic they do not know).
 """
 
 from __future__ import annotations
 
+import logging
 import uuid
 from collections.abc import Iterable
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any, Literal, Union
 
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 from sqlalchemy import DateTime, Index, Integer, String, Text, UniqueConstraint, text
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Mapped, mapped_column
 
-from core.enums import DeliveryStatus
+from core.enums import AuthorType, DeliveryStatus, TicketStatus, Visibility
 from core.models_base import Base, created_at, pg_enum, uuid_pk
+from core.tickets.schemas import TicketOut
+
+log = logging.getLogger(__name__)
 
 TOPIC_CREATED = "notifications.ticket.created"
 TOPIC_ASSIGNED = "notifications.ticket.assigned"
@@ -26,16 +33,133 @@ TOPIC_SLA_WARNING = "notifications.ticket.sla_warning"
 # changes no notification announces, for consumers that follow every change (the search indexer)
 TOPIC_UPDATED = "notifications.ticket.updated"
 TOPIC_DELETED = "notifications.ticket.deleted"
+TOPIC_NOTIFICATION = "notifications.ticket.notification"
+TOPIC_SLA_BREACHED = "notifications.ticket.sla_breached"
+TOPIC_SATISFACTION_SURVEY = "notifications.ticket.satisfaction_survey"
+TOPIC_SATISFACTION_RATED = "notifications.ticket.satisfaction_rated"
 # a customer's name or address changed: the documents of their tickets carry them
 TOPIC_CUSTOMER_UPDATED = "notifications.customer.updated"
 # every topic the relay may publish to (it creates them when missing); consumers ignore the
 # types they do not handle
 TOPICS = (
     TOPIC_CREATED, TOPIC_ASSIGNED, TOPIC_STATUS_CHANGED, TOPIC_COMMENTED, TOPIC_SLA_WARNING,
-    TOPIC_UPDATED, TOPIC_DELETED, TOPIC_CUSTOMER_UPDATED,
+    TOPIC_UPDATED, TOPIC_DELETED, TOPIC_NOTIFICATION, TOPIC_SLA_BREACHED, TOPIC_SATISFACTION_SURVEY,
+    TOPIC_SATISFACTION_RATED, TOPIC_CUSTOMER_UPDATED,
 )
 SEARCH_TOPICS = TOPICS
 CUSTOMER_UPDATED = "customer_updated"  # its events' `type`
+
+class _Event(BaseModel):
+    """What every event carries; unknown keys are ignored (older or newer producers)."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    event_id: uuid.UUID = Field(default_factory=uuid.uuid4)
+    occurred_at: datetime = Field(default_factory=lambda: datetime.now().astimezone())
+    ticket: TicketOut
+    via: str | None = None
+
+
+class CommentFacts(BaseModel):
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    id: uuid.UUID | None = None
+    visibility: Visibility
+    author_type: AuthorType
+    author_id: uuid.UUID | None = None
+    body: str = ""
+    mail_kind: str | None = None  # for mail: person, auto_reply, bulk, bounce
+
+
+class TicketCreated(_Event):
+    type: Literal["created"] = "created"
+    mail_kind: str | None = None  # lets the mailer leave automatic mail unanswered
+    follow_up_of_id: uuid.UUID | None = None
+    sending_host: str | None = None  # the SMTP client: acknowledgements are bounded per host
+    verified: bool = True  # the sender's domain vouched for them: else a fixed acknowledgement
+
+
+class TicketAssigned(_Event):
+    type: Literal["assigned"] = "assigned"
+    assignee_id: uuid.UUID
+    previous_assignee_id: uuid.UUID | None = None
+    actor_id: uuid.UUID | None = None
+
+
+class TicketStatusChanged(_Event):
+    type: Literal["status_changed"] = "status_changed"
+    previous_status: TicketStatus
+
+
+class TicketCommented(_Event):
+    type: Literal["commented"] = "commented"
+    comment: CommentFacts
+
+
+class SlaWarning(_Event):
+    type: Literal["sla_warning"] = "sla_warning"
+    metric: str
+    breach_at: datetime
+    breached: bool = False
+
+
+class SlaBreached(_Event):
+    type: Literal["sla_breached"] = "sla_breached"
+    metric: str
+    target_at: datetime
+    breached_at: datetime
+
+
+class SatisfactionSurvey(_Event):
+    """Time to ask the requester of a solved ticket how it went."""
+
+    type: Literal["satisfaction_survey"] = "satisfaction_survey"
+
+
+class SatisfactionRated(_Event):
+    type: Literal["satisfaction_rated"] = "satisfaction_rated"
+    score: Literal["good", "bad"]
+    comment: str | None = None
+
+
+class TicketUpdated(_Event):
+    """Fields changed that no other event announces (subject, priority, tags, ...)."""
+
+    type: Literal["updated"] = "updated"
+    changes: dict[str, Any]
+
+
+class TicketDeleted(_Event):
+    type: Literal["deleted"] = "deleted"
+
+
+class TriggerNotification(_Event):
+    """A trigger's `notify_*` action: its subject and body are templates, rendered by the mailer."""
+
+    type: Literal["notification"] = "notification"
+    trigger_id: uuid.UUID
+    trigger_title: str
+    audience: Literal["requester", "assignee", "group"]
+    subject: str
+    body: str
+    comment: CommentFacts | None = None
+
+
+Event = Annotated[
+    Union[
+        TicketCreated, TicketAssigned, TicketStatusChanged, TicketCommented, SlaWarning,
+        TicketUpdated, TicketDeleted, TriggerNotification, SlaBreached, SatisfactionSurvey,
+        SatisfactionRated,
+    ],
+    Field(discriminator="type"),
+]
+MODELS: dict[str, type[_Event]] = {
+    TOPIC_CREATED: TicketCreated, TOPIC_ASSIGNED: TicketAssigned, TOPIC_STATUS_CHANGED: TicketStatusChanged,
+    TOPIC_COMMENTED: TicketCommented, TOPIC_SLA_WARNING: SlaWarning, TOPIC_UPDATED: TicketUpdated,
+    TOPIC_DELETED: TicketDeleted, TOPIC_NOTIFICATION: TriggerNotification, TOPIC_SLA_BREACHED: SlaBreached,
+    TOPIC_SATISFACTION_SURVEY: SatisfactionSurvey, TOPIC_SATISFACTION_RATED: SatisfactionRated,
+}
+_ADAPTER: TypeAdapter[Event] = TypeAdapter(Event)
 
 
 class OutboxEvent(Base):
@@ -84,22 +208,32 @@ class OutboundDelivery(Base):
     sent_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
 
-def event_payload(topic: str, ticket: dict[str, Any], **fields: Any) -> tuple[uuid.UUID, dict[str, Any]]:
+def build(topic: str, ticket: TicketOut | dict[str, Any], **fields: Any) -> _Event:
+    """The one place events are made: validated against the topic's model."""
+    return MODELS[topic].model_validate({"ticket": ticket, **fields})
+
+
+def event_payload(topic: str, ticket: TicketOut | dict[str, Any], **fields: Any) -> tuple[uuid.UUID, dict[str, Any]]:
     """An event's id and its message, as consumers receive it."""
-    event_id = uuid.uuid4()
-    return event_id, {
-        "event_id": str(event_id),
-        "type": topic.rsplit(".", 1)[-1],
-        "occurred_at": datetime.now().astimezone().isoformat(),
-        "ticket": ticket,
-        **fields,
-    }
+    event = build(topic, ticket, **fields)
+    return event.event_id, event.model_dump(mode="json")
 
 
-def emit(session: AsyncSession, *, topic: str, ticket: dict[str, Any], **fields: Any) -> OutboxEvent:
+def parse_event(payload: dict[str, Any]) -> Event | None:
+    """A consumed payload as its model; None (logged) for an unknown type or a malformed event."""
+    try:
+        return _ADAPTER.validate_python(payload)
+    except ValidationError as exc:
+        kind = payload.get("type") if isinstance(payload, dict) else None
+        if kind in {m.model_fields["type"].default for m in MODELS.values()}:
+            log.error("malformed %s event %s ignored: %s", kind, payload.get("event_id"), exc)
+        return None
+
+
+def emit(session: AsyncSession, *, topic: str, ticket: TicketOut | dict[str, Any], **fields: Any) -> OutboxEvent:
     """Add an event to the current transaction; it is published only after commit."""
     event_id, payload = event_payload(topic, ticket, **fields)
-    event = OutboxEvent(id=event_id, topic=topic, key=str(ticket["id"]), payload=payload)
+    event = OutboxEvent(id=event_id, topic=topic, key=payload["ticket"]["id"], payload=payload)
     session.add(event)
     return event
 

@@ -61,6 +61,10 @@ class Metrics:
             "helpdesk_job_errors", "Scheduled job runs that failed (retried at the next interval)",
             ["job"], registry=self.registry,
         )
+        self.sla_targets = Counter(
+            "helpdesk_sla_targets", "SLA targets by metric and outcome (breached, marked by the scheduler)",
+            ["metric", "outcome"], registry=self.registry,
+        )
 
         # search/: the indexer and the queries
         self.search_indexed = Counter(

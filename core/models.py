@@ -2,6 +2,7 @@
 
 from core.agents.models import Agent, ApiToken
 from core.attachments.models import AttachmentBlob, AttachmentChunk
+from core.automations.models import Automation, automation_marks
 from core.audit.models import TicketAuditLog
 from core.customers.models import Customer
 from core.events import OutboundDelivery, OutboxEvent
@@ -12,7 +13,7 @@ from core.macros.models import Macro
 from core.models_base import Base
 from core.organizations.models import Organization
 from core.secrets import ServerSecret
-from core.sla.models import SlaPolicy
+from core.sla.models import SlaPolicy, TicketSlaTarget
 from core.tickets.models import (
     MessageId,
     Tag,
@@ -25,9 +26,9 @@ from core.triggers.models import Trigger
 from search.models import SearchQueue, SearchTerm, TicketSearch
 
 __all__ = [
-    "Agent", "ApiToken", "AttachmentBlob", "AttachmentChunk", "Base", "Customer", "Group", "IdempotencyKey",
-    "InboundMessage", "Macro", "MessageId", "Organization", "OutboundDelivery", "OutboxEvent", "SearchQueue",
-    "SearchTerm", "ServerSecret", "SlaPolicy", "Tag", "Ticket", "TicketSearch",
-    "TicketAttachment", "TicketAuditLog", "TicketComment", "Trigger", "group_members",
+    "Agent", "ApiToken", "AttachmentBlob", "AttachmentChunk", "Automation", "Base", "Customer", "Group",
+    "IdempotencyKey", "InboundMessage", "Macro", "MessageId", "Organization", "OutboundDelivery", "OutboxEvent",
+    "SearchQueue", "SearchTerm", "ServerSecret", "SlaPolicy", "Tag", "Ticket", "TicketSearch", "TicketSlaTarget",
+    "TicketAttachment", "TicketAuditLog", "TicketComment", "Trigger", "automation_marks", "group_members",
     "ticket_followers",
 ]

@@ -15,12 +15,14 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from core.agents.models import Agent
 from core.config import Settings
 from core.customers.models import Customer
-from core.events import OutboundDelivery, OutboxEvent
+from core.enums import AuthorType, Visibility
+from core.events import Event, OutboundDelivery, OutboxEvent, SlaWarning, TicketStatusChanged, TriggerNotification, parse_event
 from core.groups.models import Group
 from core.mail.tokens import BOUNCE_PREFIX, INTERNAL, PUBLIC, make_bounce_token, make_token, reply_address
 from core.secrets import REPLY_TOKEN_SECRET, server_secret
 from core.tickets.models import MessageId
-from outbound.recipients import TICKET_ASSIGNED, TICKET_CREATED, TICKET_NEW_COMMENT
+from core.satisfaction.tokens import survey_token
+from outbound.recipients import SATISFACTION_SURVEY, TICKET_ASSIGNED, TICKET_CREATED, TICKET_NEW_COMMENT
 from outbound.render import Envelope, Renderer, build_message
 
 
@@ -57,13 +59,14 @@ def bounce_address(settings: Settings, mailbox: str, token: str) -> str:
     return f"{local.partition('+')[0]}+{BOUNCE_PREFIX}{token}@{domain}"
 
 
-def _auto_submitted(template: str, payload: dict[str, Any], acknowledgement: bool) -> str | None:
+def _auto_submitted(template: str, event: Event, acknowledgement: bool) -> str | None:
     """RFC 3834: what a machine wrote is marked; an agent's own public reply is a person's mail
     (marking it would make the customer's mail system treat it as a robot's and drop replies)."""
     if acknowledgement:
         return "auto-replied"
-    comment = payload.get("comment") or {}
-    if template == TICKET_NEW_COMMENT and comment.get("author_type") == "agent" and comment.get("visibility") == "public":
+    comment = getattr(event, "comment", None)
+    if (template == TICKET_NEW_COMMENT and comment is not None and comment.author_type is AuthorType.agent
+            and comment.visibility is Visibility.public):
         return None
     return "auto-generated"
 
@@ -127,77 +130,115 @@ class Composer:
         return found
 
     async def compose(
-        self, session: AsyncSession, delivery: Any, payload: dict[str, Any] | None = None,
+        self, session: AsyncSession, delivery: Any, event: Event | None = None,
     ) -> tuple[Message, str]:
         """The message and its envelope sender, for a row from `lock_deliveries`.
-        `payload`: the event, if at hand."""
-        if payload is None:
-            event = await session.get(OutboxEvent, delivery.event_id)
+        `event`: the event, if at hand."""
+        if event is None:
+            row = await session.get(OutboxEvent, delivery.event_id)
+            event = parse_event(row.payload) if row is not None else None
             if event is None:
-                raise CannotCompose(f"event {delivery.event_id} no longer exists")
-            payload = event.payload
-        ticket = payload["ticket"]
-        mailbox = await self.mailbox(session, ticket.get("group_id"))
+                raise CannotCompose(f"event {delivery.event_id} no longer exists or cannot be read")
+        ticket = event.ticket
+        mailbox = await self.mailbox(session, ticket.group_id)
         # a reply to an internal note must stay internal: its Reply-To says so (core.mail.tokens)
-        internal = (payload.get("comment") or {}).get("visibility") == "internal"
+        comment = getattr(event, "comment", None)
+        internal = comment is not None and comment.visibility is Visibility.internal
         token = make_token(
-            await self.secret(session), ticket_number=int(ticket["number"]),
-            ticket_id=uuid.UUID(str(ticket["id"])), address=delivery.recipient,
-            scope=INTERNAL if internal else PUBLIC,
+            await self.secret(session), ticket_number=ticket.number, ticket_id=ticket.id,
+            address=delivery.recipient, scope=INTERNAL if internal else PUBLIC,
         )
         is_agent = delivery.agent_name is not None
         name = (delivery.agent_name if is_agent else delivery.customer_name) or ""
-        acknowledgement = delivery.template == TICKET_CREATED and payload.get("via") == "email"
+        acknowledgement = delivery.template == TICKET_CREATED and event.via == "email"
         # to a sender nobody verified (maybe forged): a fixed text, nothing of what they wrote
         # (no subject, no name), so a forged message cannot make us mail its words to anyone
-        blind = acknowledgement and payload.get("verified") is False
-        if blind:
+        if acknowledgement and getattr(event, "verified", True) is False:
             name = ""
-            ticket = {**ticket, "subject": FIXED_ACK_SUBJECT}
-            payload = {**payload, "ticket": ticket}
-        context = await self.context(session, delivery.template, payload, mailbox, name, is_agent)
+            ticket = ticket.model_copy(update={"subject": FIXED_ACK_SUBJECT})
+            event = event.model_copy(update={"ticket": ticket})
+        context = await self.context(session, delivery.template, event, mailbox, name, is_agent)
+        subject = ticket.subject
+        if isinstance(event, TriggerNotification):
+            subject, context["body"] = await self.notification(session, event, context)
+        if delivery.template == SATISFACTION_SURVEY:
+            link = f"{(self.settings.public_url or self.settings.base_url).rstrip('/')}/satisfaction/"
+            link += survey_token(await self.secret(session), ticket.id)
+            context["survey"] = {"good": f"{link}?score=good", "bad": f"{link}?score=bad"}
         text, html = self.renderer.render(delivery.template, context)
         envelope = Envelope(
             message_id=delivery.message_id, from_name=mailbox.group, from_address=mailbox.address,
             to_name=name, to_address=delivery.recipient, reply_to=reply_address(mailbox.address, token),
-            subject=str(ticket.get("subject") or ""), thread=list(delivery.thread or []),
-            auto_submitted=_auto_submitted(delivery.template, payload, acknowledgement),
-            ticket_number=int(ticket["number"]),
+            subject=subject, thread=list(delivery.thread or []),
+            auto_submitted=_auto_submitted(delivery.template, event, acknowledgement),
+            ticket_number=ticket.number,
         )
         bounce_token = make_bounce_token(
             await self.secret(session), delivery_id=delivery.id, recipient=delivery.recipient
         )
         return build_message(envelope, text, html), bounce_address(self.settings, mailbox.address, bounce_token)
 
+    async def notification(
+        self, session: AsyncSession, event: TriggerNotification, context: dict[str, Any]
+    ) -> tuple[str, str]:
+        """A trigger's subject and body, rendered in the sandbox with `ticket`, `requester`,
+        `comment` and `agent` (the assignee). Plain text: the HTML part escapes all of it."""
+        ticket = event.ticket
+        requester = (await session.execute(
+            select(Customer.name, Customer.email).where(Customer.id == ticket.requester_id)
+        )).first()
+        agent = (await session.execute(
+            select(Agent.name, Agent.email).where(Agent.id == ticket.assignee_id)
+        )).first() if ticket.assignee_id else None
+        comment = event.comment
+        values = {
+            "ticket": {
+                **context["ticket"], "id": str(ticket.id), "type": ticket.type.value if ticket.type else None,
+                "channel": ticket.channel.value, "tags": list(ticket.tags), "url": context["ticket_url"],
+            },
+            "requester": {"name": requester.name if requester else "", "email": requester.email if requester else ""},
+            "agent": {"name": agent.name if agent else "", "email": agent.email if agent else ""},
+            "comment": {
+                "body": comment.body if comment else "",
+                "public": comment.visibility is Visibility.public if comment else True,
+                "author": await _name_of(session, comment.author_type.value, comment.author_id) if comment else "",
+            },
+        }
+        try:
+            return self.renderer.render_string(event.subject, values), self.renderer.render_string(event.body, values)
+        except Exception as exc:  # an admin's template: the delivery fails visibly, nothing else
+            raise CannotCompose(f"trigger {event.trigger_title!r}: template cannot be rendered: {exc}") from exc
+
     async def context(
-        self, session: AsyncSession, template: str, payload: dict[str, Any], mailbox: Mailbox,
+        self, session: AsyncSession, template: str, event: Event, mailbox: Mailbox,
         name: str, is_agent: bool,
     ) -> dict[str, Any]:
         """Only what each template needs: never the ticket's description (the customer's body)."""
-        ticket = payload["ticket"]
-        comment = payload.get("comment") or {}
+        ticket = event.ticket
+        comment = getattr(event, "comment", None)
         assigned = template == TICKET_ASSIGNED
+        actor_id = getattr(event, "actor_id", None)
         return {
             "ticket": {
-                "number": ticket.get("number"), "subject": ticket.get("subject") or "(no subject)",
-                "status": ticket.get("status"), "priority": ticket.get("priority"),
+                "number": ticket.number, "subject": ticket.subject or "(no subject)",
+                "status": ticket.status.value, "priority": ticket.priority.value,
             },
             "recipient": {"name": name, "is_agent": is_agent},
             "group": mailbox.group,
             # a page a person can open, when the operator names one (the JSON API answers 401 in a browser)
-            "ticket_url": ticket_link(self.settings.agent_ticket_url, ticket.get("number")) if is_agent else None,
-            "previous_status": payload.get("previous_status"),
-            "actor_name": (
-                await _name_of(session, "agent", payload["actor_id"])
-                if assigned and payload.get("actor_id") else None
-            ),
-            "requester": await _name_of(session, "customer", ticket.get("requester_id")) if assigned else "",
+            "ticket_url": ticket_link(self.settings.agent_ticket_url, ticket.number) if is_agent else None,
+            "previous_status": event.previous_status.value if isinstance(event, TicketStatusChanged) else None,
+            "actor_name": await _name_of(session, "agent", actor_id) if assigned and actor_id else None,
+            "requester": await _name_of(session, "customer", ticket.requester_id) if assigned else "",
             "comment": {
-                "author": await _name_of(session, comment.get("author_type"), comment.get("author_id")),
-                "body": comment.get("body") or "", "public": comment.get("visibility") == "public",
-            } if comment and template == TICKET_NEW_COMMENT else {"author": "", "body": "", "public": True},
+                "author": await _name_of(session, comment.author_type.value, comment.author_id),
+                "body": comment.body, "public": comment.visibility is Visibility.public,
+            } if comment is not None and template == TICKET_NEW_COMMENT else {"author": "", "body": "", "public": True},
             "sla": {
-                "metric": payload.get("metric"),
-                "breach_at": payload.get("breach_at") or ticket.get("sla_breach_at"),
+                "metric": getattr(event, "metric", None),
+                "breach_at": (
+                    event.breach_at.isoformat() if isinstance(event, SlaWarning)
+                    else ticket.sla_breach_at.isoformat() if ticket.sla_breach_at else None
+                ),
             },
         }

@@ -30,7 +30,7 @@ from core.clock import utcnow
 from core.config import Settings
 from core.db import Database
 from core.enums import DeliveryStatus, MessageDirection
-from core.events import OutboundDelivery
+from core.events import Event, OutboundDelivery, TicketCreated, parse_event
 from core.metrics import Metrics
 from core.tickets.models import MessageId, Ticket
 from outbound.budget import AckBudget
@@ -40,6 +40,10 @@ from outbound.transport import PermanentFailure, TemporaryFailure, Transport
 
 log = logging.getLogger(__name__)
 
+# the event types that can mail someone; the rest (updated, deleted) are not the mailer's
+MAILED = frozenset({
+    "created", "assigned", "status_changed", "commented", "sla_warning", "notification", "satisfaction_survey",
+})
 FIRST_ATTEMPT_GRACE = 60.0  # a never-tried row older than this lost its process: sweep it
 _DELIVERIES = OutboundDelivery.__table__
 OUTCOME = (  # one attempt's result, for many rows in one executemany
@@ -58,7 +62,7 @@ def _lock_key(kind: str, value: str) -> int:
 class Planned:
     delivery_id: uuid.UUID
     key: str  # the ticket: its mail goes out in event order
-    payload: dict[str, Any]
+    event: Event
 
 
 def in_ticket_order(items: list[Planned], size: int) -> list[list[Planned]]:
@@ -102,18 +106,20 @@ class Mailer:
         """Idempotent by event_id. Raises only for trouble of ours (the events come again)."""
         planned = await self.plan(events)
         for group in in_ticket_order(planned, self.settings.mail_concurrency):
-            await self.attempt_group([(p.delivery_id, p.payload) for p in group])
+            await self.attempt_group([(p.delivery_id, p.event) for p in group])
 
     async def handle(self, event: dict[str, Any]) -> None:
         await self.handle_batch([event])
 
-    async def plan(self, events: list[dict[str, Any]]) -> list[Planned]:
+    async def plan(self, payloads: list[dict[str, Any]]) -> list[Planned]:
         """One transaction for the batch: the pending deliveries of its events, in event order;
-        for an event seen for the first time, its deliveries are created now."""
-        events = list({str(e["event_id"]): e for e in events if e.get("event_id") and e.get("ticket")}.values())
+        for an event seen for the first time, its deliveries are created now. Payloads that
+        are no event this mailer knows (or that mail nobody) are ignored."""
+        parsed = (parse_event(p) for p in payloads)
+        events = list({e.event_id: e for e in parsed if e is not None and e.type in MAILED}.values())
         if not events:
             return []
-        ids = [uuid.UUID(str(e["event_id"])) for e in events]
+        ids = [e.event_id for e in events]
         async with self.db.unit_of_work() as session:
             # concurrent mailers with the same event: the second waits, then finds the rows
             await session.execute(
@@ -133,14 +139,14 @@ class Mailer:
         for event_id, delivery_id in pending:
             by_event.setdefault(event_id, []).append(delivery_id)
         return [
-            Planned(delivery_id, str(e["ticket"]["id"]), e)
+            Planned(delivery_id, str(e.ticket.id), e)
             for e, i in zip(events, ids) for delivery_id in by_event.get(i, [])
         ]
 
     async def _create_deliveries(
-        self, session: AsyncSession, events: list[dict[str, Any]]
+        self, session: AsyncSession, events: list[Event]
     ) -> list[tuple[uuid.UUID, uuid.UUID]]:
-        ticket_ids = {uuid.UUID(str(e["ticket"]["id"])) for e in events}
+        ticket_ids = {e.ticket.id for e in events}
         live = set(await session.scalars(
             select(Ticket.id).where(Ticket.id.in_(ticket_ids), Ticket.deleted_at.is_(None))
         ))
@@ -148,7 +154,7 @@ class Mailer:
         comments: dict[uuid.UUID, uuid.UUID | None] = {}
         counted: dict[str, int] = {}  # automatic mail planned in this batch, per address
         for event in events:
-            event_id, ticket_id = uuid.UUID(str(event["event_id"])), uuid.UUID(str(event["ticket"]["id"]))
+            event_id, ticket_id = event.event_id, event.ticket.id
             if ticket_id not in live:
                 continue
             screened = await screen(
@@ -159,9 +165,9 @@ class Mailer:
             for recipient, reason in screened.suppressed:
                 self.metrics.mail_suppressed.labels(reason).inc()
                 log.debug("event %s: no %s to %s (%s)", event_id, recipient.template, recipient.address, reason)
-            mailbox = await self.composer.mailbox(session, event["ticket"].get("group_id"))
-            comment_id = (event.get("comment") or {}).get("id")
-            comments[event_id] = uuid.UUID(comment_id) if comment_id else None
+            mailbox = await self.composer.mailbox(session, event.ticket.group_id)
+            comment = getattr(event, "comment", None)
+            comments[event_id] = comment.id if comment is not None else None
             rows += [
                 {
                     "id": uuid.uuid4(), "event_id": event_id, "ticket_id": ticket_id,
@@ -191,30 +197,30 @@ class Mailer:
         order = {row["id"]: n for n, row in enumerate(rows)}
         return [(r.event_id, r.id) for r in sorted(inserted, key=lambda r: order[r.id])]
 
-    def _within_ack_budget(self, event: dict[str, Any], screened: Screened) -> Screened:
+    def _within_ack_budget(self, event: Event, screened: Screened) -> Screened:
         """Acknowledgements of mail beyond the global or the sending host's budget are not sent."""
-        if event.get("type") != "created" or event.get("via") != "email":
+        if not isinstance(event, TicketCreated) or event.via != "email":
             return screened
         accepted, suppressed = [], list(screened.suppressed)
         for recipient in screened.accepted:
-            spent = self.ack_budget.take(event.get("sending_host")) if recipient.template == TICKET_CREATED else None
+            spent = self.ack_budget.take(event.sending_host) if recipient.template == TICKET_CREATED else None
             if spent is None:
                 accepted.append(recipient)
             else:
                 suppressed.append((recipient, f"ack_budget_{spent}"))
         return Screened(accepted, suppressed)
 
-    async def attempt(self, delivery_id: uuid.UUID, payload: dict[str, Any] | None = None) -> None:
+    async def attempt(self, delivery_id: uuid.UUID, event: Event | None = None) -> None:
         """Sends one pending delivery unless another worker holds it or it is already done."""
-        await self.attempt_group([(delivery_id, payload)])
+        await self.attempt_group([(delivery_id, event)])
 
-    async def attempt_group(self, group: list[tuple[uuid.UUID, dict[str, Any] | None]]) -> None:
+    async def attempt_group(self, group: list[tuple[uuid.UUID, Event | None]]) -> None:
         """Sends the pending ones of these deliveries (not two of one ticket: they go out side by
         side) in one transaction: composed one by one (the session's queries), sent together,
         their outcomes written in one statement."""
-        payloads = dict(group)
+        events = dict(group)
         async with self.db.unit_of_work() as session:
-            rows = [r for r in await lock_deliveries(session, list(payloads))
+            rows = [r for r in await lock_deliveries(session, list(events))
                     if r.status == DeliveryStatus.pending]
             if not rows:
                 return
@@ -222,7 +228,7 @@ class Mailer:
             composed = []
             for row in rows:
                 try:
-                    composed.append((row, *await self.composer.compose(session, row, payloads.get(row.id))))
+                    composed.append((row, *await self.composer.compose(session, row, events.get(row.id))))
                 except CannotCompose as exc:
                     outcomes[row.id] = self._failed(row, str(exc), row.attempts)
                 except Exception as exc:  # a template or data bug of ours: visible, not a retry loop

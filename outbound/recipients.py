@@ -2,12 +2,15 @@
 
 created       ▸ the requester: `ticket_created` (an acknowledgement; none for automatic mail)
 assigned      ▸ the new assignee: `ticket_assigned` (not when agents assign themselves)
-status_changed▸ solved: requester and followers, `ticket_status_changed`;
-                solved → closed: the requester, `satisfaction_survey`
+status_changed▸ solved: requester and followers, `ticket_status_changed`
+satisfaction_survey ▸ the requester (not of automatic mail): `satisfaction_survey`
 commented     ▸ public: requester and followers (not the author); a customer's or another
                 agent's comment also to the assignee. Internal: only the assignee, when another
                 agent wrote it. Automatic mail recorded as a comment tells nobody.
 sla_warning   ▸ the assignee, else the agents of the ticket's group: `ticket_sla_warning`
+notification  ▸ a trigger's `notify_requester|assignee|group`: `trigger_notification` (never
+                to the requester of automatic mail)
+updated, deleted ▸ nobody
 """
 
 from __future__ import annotations
@@ -15,17 +18,29 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.agents.models import Agent
 from core.customers.models import Customer
-from core.events import OutboundDelivery
+from core.enums import AuthorType, TicketStatus, Visibility
+from core.events import (
+    CommentFacts,
+    Event,
+    OutboundDelivery,
+    SatisfactionSurvey,
+    SlaWarning,
+    TicketAssigned,
+    TicketCommented,
+    TicketCreated,
+    TicketStatusChanged,
+    TriggerNotification,
+)
 from core.groups.models import group_members
 from core.mail.addresses import support_mailbox
 from core.tickets.models import ticket_followers
+from core.tickets.schemas import TicketOut
 
 TICKET_CREATED = "ticket_created"
 TICKET_ASSIGNED = "ticket_assigned"
@@ -33,12 +48,13 @@ TICKET_STATUS_CHANGED = "ticket_status_changed"
 TICKET_NEW_COMMENT = "ticket_new_comment"
 TICKET_SLA_WARNING = "ticket_sla_warning"
 SATISFACTION_SURVEY = "satisfaction_survey"
+TRIGGER_NOTIFICATION = "trigger_notification"
 TEMPLATES = (
     TICKET_CREATED, TICKET_ASSIGNED, TICKET_STATUS_CHANGED, TICKET_NEW_COMMENT,
-    TICKET_SLA_WARNING, SATISFACTION_SURVEY,
+    TICKET_SLA_WARNING, SATISFACTION_SURVEY, TRIGGER_NOTIFICATION,
 )
 # sent by us on our own initiative, not carrying anybody's words: bounded per address and hour
-AUTOMATIC = frozenset({TICKET_CREATED, TICKET_STATUS_CHANGED, SATISFACTION_SURVEY})
+AUTOMATIC = frozenset({TICKET_CREATED, TICKET_STATUS_CHANGED, SATISFACTION_SURVEY, TRIGGER_NOTIFICATION})
 AUTOMATIC_MAIL_TAGS = frozenset({"auto_reply", "bulk", "bounce"})
 _ROBOT_LOCALS = ("mailer-daemon", "postmaster", "noreply", "no-reply", "donotreply", "do-not-reply")
 
@@ -51,97 +67,108 @@ class Recipient:
     agent: Agent | None = None
 
 
-def _uuid(value: Any) -> uuid.UUID | None:
-    try:
-        return uuid.UUID(str(value)) if value else None
-    except ValueError:
-        return None
-
-
-async def _customers(session: AsyncSession, ticket: dict[str, Any], *, followers: bool) -> list[Customer]:
-    ids = [i for i in [_uuid(ticket.get("requester_id"))] if i]
-    found = list(await session.scalars(select(Customer).where(Customer.id.in_(ids)))) if ids else []
-    if followers and (ticket_id := _uuid(ticket.get("id"))):
+async def _customers(session: AsyncSession, ticket: TicketOut, *, followers: bool) -> list[Customer]:
+    found = list(await session.scalars(select(Customer).where(Customer.id == ticket.requester_id)))
+    if followers:
         found += list(await session.scalars(
             select(Customer).join(ticket_followers, ticket_followers.c.customer_id == Customer.id)
-            .where(ticket_followers.c.ticket_id == ticket_id).order_by(ticket_followers.c.created_at)
+            .where(ticket_followers.c.ticket_id == ticket.id).order_by(ticket_followers.c.created_at)
         ))
     return found
 
 
-async def _agent(session: AsyncSession, agent_id: Any) -> Agent | None:
-    ident = _uuid(agent_id)
-    if ident is None:
+async def _agent(session: AsyncSession, agent_id: uuid.UUID | None) -> Agent | None:
+    if agent_id is None:
         return None
-    return await session.scalar(select(Agent).where(Agent.id == ident, Agent.active.is_(True)))
+    return await session.scalar(select(Agent).where(Agent.id == agent_id, Agent.active.is_(True)))
+
+
+async def _group_agents(session: AsyncSession, group_id: uuid.UUID | None) -> list[Agent]:
+    if group_id is None:
+        return []
+    return list(await session.scalars(
+        select(Agent).join(group_members, group_members.c.agent_id == Agent.id)
+        .where(group_members.c.group_id == group_id, Agent.active.is_(True)).order_by(Agent.email)
+    ))
 
 
 def _to_customers(customers: list[Customer], template: str, *, skip: uuid.UUID | None = None) -> list[Recipient]:
     return [Recipient(c.email, template, customer=c) for c in customers if c.id != skip]
 
 
-def _robot_ticket(ticket: dict[str, Any]) -> bool:
-    return bool(AUTOMATIC_MAIL_TAGS & set(ticket.get("tags") or []))
+def _robot_ticket(ticket: TicketOut) -> bool:
+    return bool(AUTOMATIC_MAIL_TAGS & set(ticket.tags))
 
 
-async def recipients_for(session: AsyncSession, event: dict[str, Any]) -> list[Recipient]:
-    ticket = event.get("ticket") or {}
-    kind = event.get("type")
-    if kind == "created":
-        if event.get("mail_kind") not in (None, "human"):
+def _human(mail_kind: str | None) -> bool:
+    return mail_kind in (None, "human")
+
+
+async def recipients_for(session: AsyncSession, event: Event) -> list[Recipient]:
+    """Who is told; nobody for the events that are not mailed (updated, deleted)."""
+    ticket = event.ticket
+    if isinstance(event, TicketCreated):
+        if not _human(event.mail_kind):
             return []
         return _to_customers(await _customers(session, ticket, followers=False), TICKET_CREATED)
-    if kind == "assigned":
-        if event.get("assignee_id") and event.get("assignee_id") == event.get("actor_id"):
+    if isinstance(event, TicketAssigned):
+        if event.assignee_id == event.actor_id:
             return []
-        agent = await _agent(session, event.get("assignee_id"))
+        agent = await _agent(session, event.assignee_id)
         return [Recipient(agent.email, TICKET_ASSIGNED, agent=agent)] if agent else []
-    if kind == "status_changed":
+    if isinstance(event, TicketStatusChanged):
         return await _status_recipients(session, event, ticket)
-    if kind == "commented":
-        return await _comment_recipients(session, event.get("comment") or {}, ticket)
-    if kind == "sla_warning":
-        agent = await _agent(session, ticket.get("assignee_id"))
+    if isinstance(event, TicketCommented):
+        return await _comment_recipients(session, event.comment, ticket)
+    if isinstance(event, SlaWarning):
+        agent = await _agent(session, ticket.assignee_id)
         if agent is not None:
             return [Recipient(agent.email, TICKET_SLA_WARNING, agent=agent)]
-        group_id = _uuid(ticket.get("group_id"))
-        if group_id is None:
+        return [Recipient(a.email, TICKET_SLA_WARNING, agent=a) for a in await _group_agents(session, ticket.group_id)]
+    if isinstance(event, TriggerNotification):
+        return await _notification_recipients(session, event)
+    if isinstance(event, SatisfactionSurvey):
+        if _robot_ticket(ticket):
             return []
-        agents = await session.scalars(
-            select(Agent).join(group_members, group_members.c.agent_id == Agent.id)
-            .where(group_members.c.group_id == group_id, Agent.active.is_(True)).order_by(Agent.email)
-        )
-        return [Recipient(a.email, TICKET_SLA_WARNING, agent=a) for a in agents]
-    return []
-
-
-async def _status_recipients(session: AsyncSession, event: dict[str, Any], ticket: dict[str, Any]) -> list[Recipient]:
-    if _robot_ticket(ticket):
-        return []
-    status, previous = ticket.get("status"), event.get("previous_status")
-    if status == "solved":
-        return _to_customers(await _customers(session, ticket, followers=True), TICKET_STATUS_CHANGED)
-    if status == "closed" and previous == "solved":
         return _to_customers(await _customers(session, ticket, followers=False), SATISFACTION_SURVEY)
     return []
 
 
-async def _comment_recipients(
-    session: AsyncSession, comment: dict[str, Any], ticket: dict[str, Any]
-) -> list[Recipient]:
-    if comment.get("mail_kind") not in (None, "human"):
+async def _notification_recipients(session: AsyncSession, event: TriggerNotification) -> list[Recipient]:
+    """A trigger's notification: never to the requester of automatic mail (no loops)."""
+    ticket = event.ticket
+    if event.audience == "requester":
+        if _robot_ticket(ticket) or (event.comment is not None and not _human(event.comment.mail_kind)):
+            return []
+        return _to_customers(await _customers(session, ticket, followers=False), TRIGGER_NOTIFICATION)
+    if event.audience == "assignee":
+        agent = await _agent(session, ticket.assignee_id)
+        return [Recipient(agent.email, TRIGGER_NOTIFICATION, agent=agent)] if agent else []
+    return [Recipient(a.email, TRIGGER_NOTIFICATION, agent=a) for a in await _group_agents(session, ticket.group_id)]
+
+
+async def _status_recipients(session: AsyncSession, event: TicketStatusChanged, ticket: TicketOut) -> list[Recipient]:
+    if _robot_ticket(ticket):
         return []
-    author_type, author_id = comment.get("author_type"), _uuid(comment.get("author_id"))
-    assignee = await _agent(session, ticket.get("assignee_id"))
+    if ticket.status is TicketStatus.solved:
+        return _to_customers(await _customers(session, ticket, followers=True), TICKET_STATUS_CHANGED)
+    return []
+
+
+async def _comment_recipients(session: AsyncSession, comment: CommentFacts, ticket: TicketOut) -> list[Recipient]:
+    if not _human(comment.mail_kind):
+        return []
+    author_type, author_id = comment.author_type, comment.author_id
+    assignee = await _agent(session, ticket.assignee_id)
     to_assignee = (
         [Recipient(assignee.email, TICKET_NEW_COMMENT, agent=assignee)]
         if assignee is not None and assignee.id != author_id else []
     )
-    if comment.get("visibility") != "public":
-        return to_assignee if author_type == "agent" else []
+    if comment.visibility is not Visibility.public:
+        return to_assignee if author_type is AuthorType.agent else []
     customers = _to_customers(
         await _customers(session, ticket, followers=True), TICKET_NEW_COMMENT,
-        skip=author_id if author_type == "customer" else None,
+        skip=author_id if author_type is AuthorType.customer else None,
     )
     return customers + to_assignee
 

@@ -23,6 +23,8 @@ from typing import Any
 from jinja2 import FileSystemLoader, StrictUndefined, select_autoescape
 from jinja2.sandbox import SandboxedEnvironment
 
+from core.triggers.templates import user_environment
+
 TEMPLATES_DIR = Path(__file__).parent / "templates"
 _CONTROL = re.compile(r"[\x00-\x1f\x7f\u2028\u2029]+")
 _MSGID = re.compile(r"^[\x21-\x7e]+@[\x21-\x7e]+$")
@@ -37,6 +39,11 @@ class Renderer:
             autoescape=select_autoescape(enabled_extensions=("html.j2",), default_for_string=False),
             undefined=StrictUndefined, trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True,
         )
+
+        self.user_env = user_environment()  # admins' templates (trigger notifications)
+
+    def render_string(self, source: str, context: dict[str, Any]) -> str:
+        return self.user_env.from_string(source).render(context)
 
     def render(self, template: str, context: dict[str, Any]) -> tuple[str, str]:
         text = self.env.get_template(f"{template}.txt.j2").render(context)

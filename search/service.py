@@ -13,7 +13,7 @@ from core.config import Settings
 from core.customers.schemas import CustomerOut
 from core.db import driver_of
 from core.metrics import Metrics
-from core.tickets.views import VIEW_COLUMNS
+from core.tickets.views import VIEW_COLUMNS, ticket_from_row
 from search.backend import (
     MARK_END,
     MARK_START,
@@ -82,7 +82,9 @@ class SearchService:
             return []
         rows = {r["id"]: r for r in await connection.fetch(_TICKETS, [h.ticket_id for h in page.hits])}
         return [
-            TicketResult.model_validate({**dict(rows[h.ticket_id]), "score": h.score, "highlight": h.highlight})
+            TicketResult.model_validate({
+                **ticket_from_row(rows[h.ticket_id]).model_dump(), "score": h.score, "highlight": h.highlight,
+            })
             for h in page.hits if h.ticket_id in rows
         ]
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 
-from sqlalchemy import Column, ForeignKey, String, Table, Text
+from sqlalchemy import Column, DateTime, ForeignKey, String, Table, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from core.models_base import Base, created_at, updated_at, uuid_pk
@@ -13,6 +13,8 @@ group_members = Table(
     Base.metadata,
     Column("group_id", ForeignKey("groups.id", ondelete="CASCADE"), primary_key=True),
     Column("agent_id", ForeignKey("agents.id", ondelete="CASCADE"), primary_key=True),
+    # round-robin assignment (triggers) takes the member assigned longest ago
+    Column("last_assigned_at", DateTime(timezone=True)),
 )
 
 

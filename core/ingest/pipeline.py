@@ -17,6 +17,7 @@ from datetime import datetime, timedelta, timezone
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from core.actor import Actor
 from core.agents.models import Agent
 from core.attachments import AttachmentStore
 from core.attachments.fs import FileStore
@@ -33,6 +34,7 @@ from core.enums import (
     TicketStatus,
     Visibility,
 )
+from core.events import CommentFacts
 from core.groups.service import group_service
 from core.ingest import prefetch
 from core.ingest.bounces import BounceCheck, check_bounce
@@ -48,7 +50,9 @@ from core.mail.html import resolve_cids, sanitize_html, strip_quoted_html
 from core.mail.limits import ParseLimits
 from core.mail.parse import ParsedMail, Unprocessable
 from core.mail.reply import extract_reply, extract_reply_html
+from core.satisfaction.service import rate_by_mail
 from core.secrets import REPLY_TOKEN_SECRET, server_secret
+from core.tickets.changes import ticket_changes
 from core.tickets.models import Ticket, TicketComment
 from core.tickets.service import participant_service, ticket_service
 
@@ -194,8 +198,10 @@ class Pipeline:
         if created:
             await session.flush()  # the numbers the `created` events announce
             for ticket, mail_kind, host, verified in created:
-                ticket_service.announce_created(
-                    session, ticket, via="email", mail_kind=mail_kind, sending_host=host, verified=verified,
+                await ticket_changes.announce_created(
+                    session, ticket, Actor(AuthorType.customer, ticket.requester_id), via="email",
+                    mail_kind=mail_kind, comment=first_comment(ticket, mail_kind), sending_host=host,
+                    verified=verified,
                 )
         for index, first in repeats.items():
             outcomes[index] = self.duplicate_of(batch[first].id, outcomes[first])
@@ -327,6 +333,14 @@ class Pipeline:
                 reason=f"ticket #{ticket.number} received over {self.ticket_inbound_per_hour} messages in an hour",
             )
         body = extract_reply(m.mail.text, m.mail.html_source)
+        if not m.kind.automatic and await rate_by_mail(
+            session, ticket, customer_id=m.sender.customer_id, text=body,
+            refers_to=[*m.mail.in_reply_to, *m.mail.references],
+        ):  # an answer to the survey: its rating, no comment, no follow-up, no acknowledgement
+            return Outcome(
+                InboundStatus.processed, matched_rule=rule, ticket_id=ticket.id, mail_kind=kind,
+                reason="satisfaction rating",
+            )
         # the stored HTML is cut where the new text ends (when its text agrees, so both views
         # agree); failing that, its quoted containers are removed (the raw original keeps all)
         html = extract_reply_html(m.mail.text, m.mail.html_source) or (
@@ -349,13 +363,19 @@ class Pipeline:
         as_agent = m.sender.agent_id is not None and match.rule == "token"
         # an agent's reply to an internal note, or any light agent's reply, never reaches a customer
         internal = as_agent and (match.internal or m.sender.light_agent)
+        change = ticket_changes.begin(
+            ticket, Actor(AuthorType.agent, m.sender.agent_id) if as_agent
+            else Actor(AuthorType.customer, m.sender.customer_id), via="email",
+        )
         comment = await self.comment(
             session, m, ticket, body=body, html=html, rule=rule,
             author_customer_id=None if as_agent else m.sender.customer_id,
             author_agent_id=m.sender.agent_id if as_agent else None, internal=internal,
         )
+        change.commented(comment)
         if not m.kind.automatic:
             await self.after_human_reply(session, m, ticket, as_agent=as_agent, rule=match.rule, internal=internal)
+        await ticket_changes.settle(session, change)
         return Outcome(
             InboundStatus.processed, matched_rule=rule, ticket_id=ticket.id,
             comment_id=comment.id, mail_kind=kind,
@@ -461,6 +481,15 @@ class Pipeline:
         )
         return (count or 0) >= self.ticket_inbound_per_hour
 
+
+
+def first_comment(ticket: Ticket, mail_kind: str) -> CommentFacts:
+    """What triggers see of a mailed ticket's first comment (automatic mail is kept internal)."""
+    automatic = mail_kind != MailKind.human.value
+    return CommentFacts(
+        visibility=Visibility.internal if automatic else Visibility.public, author_type=AuthorType.customer,
+        author_id=ticket.requester_id, body=ticket.description, mail_kind=mail_kind,
+    )
 
 
 def outcome_row(inbound: InboundMessage, outcome: Outcome, at: datetime) -> dict[str, object]:

@@ -12,10 +12,11 @@ from datetime import datetime
 from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from core.actor import Actor
 from core.enums import AuthorType, TicketStatus
 from core.events import OutboxEvent
 from core.tickets.models import Ticket
-from core.tickets.service import ticket_service
+from core.tickets.changes import ticket_changes
 
 
 async def close_solved_tickets(session: AsyncSession, *, solved_before: datetime, limit: int = 200) -> int:
@@ -32,9 +33,8 @@ async def close_solved_tickets(session: AsyncSession, *, solved_before: datetime
         .with_for_update(skip_locked=True)
     ))
     for ticket in tickets:
-        await ticket_service.set_status(
-            session, ticket, TicketStatus.closed, actor_type=AuthorType.system, actor_id=None,
-            via="auto_close",
+        await ticket_changes.set_status(
+            session, ticket, TicketStatus.closed, Actor(AuthorType.system, None), via="auto_close",
         )
     return len(tickets)
 

@@ -9,18 +9,21 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import uuid
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from core.automations.service import automation_runner
 from core.clock import utcnow
 from core.config import Settings
 from core.db import Database
 from core.jobs.housekeeping import close_solved_tickets, prune_published_events
-from core.jobs.sla import assign_first_reply_targets, warn_before_breach
+from core.jobs.sla import assign_first_reply_targets, mark_breaches, warn_before_breach
 from core.metrics import Metrics
+from core.satisfaction.service import send_surveys
 
 log = logging.getLogger(__name__)
 
@@ -55,9 +58,29 @@ class Jobs:
             warn = timedelta(minutes=settings.sla_warning_minutes)
             return await warn_before_breach(session, now=utcnow(), warn_before=warn, limit=BATCH)
 
+        async def sla_breaches(session: AsyncSession) -> int:
+            breached = await mark_breaches(session, now=utcnow(), limit=BATCH)
+            for metric in breached:
+                self.metrics.sla_targets.labels(metric, "breached").inc()
+            return len(breached)
+
+        async def satisfaction_surveys(session: AsyncSession) -> int:
+            before = utcnow() - timedelta(hours=settings.satisfaction_delay_hours)
+            return await send_surveys(session, solved_before=before, limit=BATCH)
+
+        after: list[uuid.UUID] = []  # automations: where this run's scan of open tickets is
+
+        async def automations(session: AsyncSession) -> int:
+            seen = await automation_runner.run_batch(
+                session, now=utcnow(), after=after[-1] if after else None, limit=BATCH,
+            )
+            after.extend(seen[-1:])
+            return len(seen)
+
         return {
-            "sla_targets": sla_targets, "sla_warnings": sla_warnings,
-            "auto_close": auto_close, "prune_outbox": prune_outbox,
+            "sla_targets": sla_targets, "sla_warnings": sla_warnings, "sla_breaches": sla_breaches,
+            "auto_close": auto_close, "prune_outbox": prune_outbox, "automations": automations,
+            "satisfaction_surveys": satisfaction_surveys,
         }
 
     async def run(self, name: str) -> int:

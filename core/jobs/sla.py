@@ -3,8 +3,9 @@ is missed.
 
 A policy (see core/sla/schemas.py) selects tickets with its filter and gives minutes per
 priority; the first active policy by position that matches an unanswered ticket sets its
-`sla_breach_at` (creation + minutes). Targets are derived data: setting them, and the warning
-mark, leave `updated_at` alone. Only `first_reply_time` is enforced so far.
+`sla_breach_at` (creation + minutes) — for tickets from before per-ticket targets (which the
+change path keeps now: core/sla/targets.py). Targets are derived data: setting them, and the
+warning mark, leave `updated_at` alone. `mark_breaches` marks every kind of target.
 """
 
 from __future__ import annotations
@@ -14,12 +15,13 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from pydantic import ValidationError
-from sqlalchemy import ColumnElement, select, update
+from sqlalchemy import ColumnElement, exists, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from core import events
-from core.enums import TicketPriority, TicketStatus
-from core.sla.models import SlaPolicy
+from core.enums import AuthorType, TicketPriority, TicketStatus
+from core.audit.service import audit_service
+from core.sla.models import SlaPolicy, TicketSlaTarget
 from core.sla.schemas import SlaFilter
 from core.tickets.models import Ticket
 from core.tickets.service import snapshot
@@ -81,6 +83,8 @@ async def assign_first_reply_targets(session: AsyncSession, *, now: datetime) ->
                 .where(
                     *_unanswered(), *conditions, Ticket.sla_breach_at.is_(None),
                     Ticket.priority == level, Ticket.created_at > now - LOOKBACK,
+                    # tickets with targets of their own (core/sla/targets.py) are not this job's
+                    ~exists().where(TicketSlaTarget.ticket_id == Ticket.id),
                 )
                 # a ticket taken by an earlier policy no longer matches `sla_breach_at IS NULL`
                 .values(sla_breach_at=Ticket.created_at + delay, updated_at=Ticket.updated_at)
@@ -105,10 +109,17 @@ async def warn_before_breach(
         .limit(limit)
         .with_for_update(skip_locked=True)
     ))
+    metrics = dict((await session.execute(
+        select(TicketSlaTarget.ticket_id, TicketSlaTarget.metric).where(
+            TicketSlaTarget.ticket_id.in_([t.id for t in tickets]), TicketSlaTarget.fulfilled_at.is_(None),
+            TicketSlaTarget.target_at == Ticket.sla_breach_at, Ticket.id == TicketSlaTarget.ticket_id,
+        )
+    )).all()) if tickets else {}
     for ticket in tickets:
         assert ticket.sla_breach_at is not None
         events.emit(
-            session, topic=events.TOPIC_SLA_WARNING, ticket=snapshot(ticket), metric=FIRST_REPLY,
+            session, topic=events.TOPIC_SLA_WARNING, ticket=snapshot(ticket),
+            metric=metrics.get(ticket.id, FIRST_REPLY),
             breach_at=ticket.sla_breach_at.isoformat(), breached=ticket.sla_breach_at <= now,
         )
     if tickets:
@@ -118,3 +129,48 @@ async def warn_before_breach(
             .execution_options(synchronize_session=False)
         )
     return len(tickets)
+
+
+async def mark_breaches(session: AsyncSession, *, now: datetime, limit: int = 200) -> list[str]:
+    """Running targets past due get their `breached_at`, an audit entry and an `sla_breached`
+    event, once (rows locked with SKIP LOCKED: several schedulers never mark one twice).
+    Returns the metric of each breach."""
+    targets = list(await session.scalars(
+        select(TicketSlaTarget)
+        .where(
+            TicketSlaTarget.fulfilled_at.is_(None), TicketSlaTarget.breached_at.is_(None),
+            TicketSlaTarget.paused_at.is_(None), TicketSlaTarget.target_at <= now,
+        )
+        .order_by(TicketSlaTarget.target_at).limit(limit).with_for_update(skip_locked=True)
+    ))
+    if not targets:
+        return []
+    tickets = {t.id: t for t in await session.scalars(
+        select(Ticket).where(Ticket.id.in_({t.ticket_id for t in targets}))
+    )}
+    for target in targets:
+        target.breached_at = now
+        ticket = tickets[target.ticket_id]
+        audit_service.record(
+            session, ticket_id=ticket.id, actor_type=AuthorType.system, actor_id=None, action="sla_breach",
+            via="sla", changes={"metric": target.metric, "target_at": target.target_at.isoformat()},
+        )
+        if ticket.deleted_at is None:
+            events.emit(
+                session, topic=events.TOPIC_SLA_BREACHED, ticket=snapshot(ticket), metric=target.metric,
+                target_at=target.target_at, breached_at=now, via="sla",
+            )
+    # the ticket's next breach is now its next running target (or none)
+    running = (
+        select(func.min(TicketSlaTarget.target_at)).where(
+            TicketSlaTarget.ticket_id == Ticket.id, TicketSlaTarget.fulfilled_at.is_(None),
+            TicketSlaTarget.breached_at.is_(None), TicketSlaTarget.paused_at.is_(None),
+        ).scalar_subquery()
+    )
+    await session.flush()
+    await session.execute(
+        update(Ticket).where(Ticket.id.in_(list(tickets)))
+        .values(sla_breach_at=running, updated_at=Ticket.updated_at)
+        .execution_options(synchronize_session=False)
+    )
+    return [t.metric for t in targets]

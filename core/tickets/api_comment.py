@@ -1,18 +1,21 @@
-"""An API comment without ORM objects: the request's hottest write.
+"""An API comment without ORM objects: the request's hottest write, behind
+`TicketChangeService.add_comment` (the edge never chooses it).
 
 The same change as `TicketChangeService.comment` + `TicketService.add_comment` (the ticket's
 `updated_at` and first response, the comment, its audit entry and its `commented` event, in
 the request's one transaction), written as four statements on the session's own connection:
-through the ORM the flush and its bookkeeping were most of the request. The ORM path stays
-for comments with attachments and for mail.
+through the ORM the flush and its bookkeeping were most of the request. The change's triggers
+are read with the ticket and evaluated on the row; only when one fires is the ticket loaded
+through the ORM (the `settle` callback). The ORM path stays for comments with attachments.
 """
 
 from __future__ import annotations
 
 import json
 import uuid
+from collections.abc import Awaitable, Callable
 
-from sqlalchemy import select
+from sqlalchemy import Select, bindparam, literal_column, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from core import events
@@ -20,11 +23,17 @@ from core.actor import Actor
 from core.audit.models import TicketAuditLog
 from core.clock import utcnow
 from core.db import driver_of
-from core.enums import AgentRole, TicketStatus, Visibility
+from core.customers.models import Customer
+from core.enums import AgentRole, AuthorType, TicketStatus, Visibility
 from core.errors import Conflict, Forbidden, NotFound
+from core.events import CommentFacts
 from core.tickets.models import Ticket, TicketComment
-from core.tickets.schemas import CommentIn, CommentOut, TicketOut
-from core.tickets.views import VIEW_COLUMNS, ticket_ref
+from core.tickets.schemas import CommentIn, CommentOut
+from core.tickets.views import VIEW_COLUMNS, ticket_from_row, ticket_ref
+from core.sla.models import TicketSlaTarget
+from core.triggers.conditions import Facts
+from core.triggers.models import Trigger
+from core.triggers.runner import LoadedTrigger, parse_triggers
 
 _RETURNING = ", ".join(c.key for c in VIEW_COLUMNS)
 _TOUCH = (
@@ -54,22 +63,49 @@ def check_comment(status: TicketStatus, number: int, data: CommentIn, actor: Act
         raise Forbidden("light agents may only add internal comments", {"visibility": "must be internal"})
 
 
-async def add_api_comment(session: AsyncSession, ref: str, data: CommentIn, actor: Actor) -> CommentOut:
+# the active triggers ride along with the ticket lookup: no extra round trip for them
+_TRIGGERS = literal_column(
+    f"(SELECT coalesce(jsonb_agg(jsonb_build_array(id, title, conditions, actions) ORDER BY position, created_at),"
+    f" '[]'::jsonb) FROM {Trigger.__tablename__} WHERE active)"
+)
+
+# a public agent comment answers these
+_REPLY_DUE = literal_column(
+    f"EXISTS (SELECT 1 FROM {TicketSlaTarget.__tablename__} s WHERE s.ticket_id = {Ticket.__tablename__}.id"
+    " AND s.fulfilled_at IS NULL AND s.metric IN ('first_reply_time', 'next_reply_time'))"
+)
+
+
+
+def _lookup(by_number: bool) -> Select:  # type: ignore[type-arg]
+    """The ticket, the active triggers, the requester's address and whether a reply is due, in
+    one round trip; built once (building the statement per request cost more than running it)."""
+    requester = select(Customer.email).where(Customer.id == Ticket.requester_id).scalar_subquery()
+    return select(Ticket.id, Ticket.number, Ticket.status, _TRIGGERS, requester, _REPLY_DUE).where(
+        Ticket.deleted_at.is_(None), (Ticket.number if by_number else Ticket.id) == bindparam("key"),
+    )
+
+
+_BY_NUMBER, _BY_ID = _lookup(True), _lookup(False)
+
+# settles the change after the comment: (session, ticket id, facts, triggers, actor, reply target due)
+Settle = Callable[[AsyncSession, uuid.UUID, Facts, list[LoadedTrigger], Actor, bool], Awaitable[None]]
+
+
+async def add_fast_comment(
+    session: AsyncSession, ref: str, data: CommentIn, actor: Actor, *, settle: Settle
+) -> CommentOut:
     key = ticket_ref(ref)
     if key is None:
         raise NotFound("ticket not found")
     # through the session: its transaction begins here, and the rest joins it on the same
     # connection, so the request commits (or rolls back) all of it together
-    found = (await session.execute(
-        select(Ticket.id, Ticket.number, Ticket.status).where(
-            Ticket.deleted_at.is_(None), Ticket.number == key if isinstance(key, int) else Ticket.id == key,
-        )
-    )).first()
+    found = (await session.execute(_BY_NUMBER if isinstance(key, int) else _BY_ID, {"key": key})).first()
     if found is None:
         raise NotFound("ticket not found")
-    ticket_id, number, status = found
+    ticket_id, number, status, trigger_rows, requester_email, reply_due = found
     check_comment(status, number, data, actor)
-    now, public = utcnow(), data.visibility is Visibility.public
+    now, public = utcnow(), data.visibility is Visibility.public and actor.type is AuthorType.agent
     comment_id, actor_id = uuid.uuid4(), actor.id
     async with driver_of(session) as connection:
         row = await connection.fetchrow(_TOUCH, ticket_id, now, public)
@@ -78,15 +114,20 @@ async def add_api_comment(session: AsyncSession, ref: str, data: CommentIn, acto
         )
         changes = {"comment": {"id": str(comment_id), "visibility": data.visibility.value}}
         await connection.execute(_AUDIT, uuid.uuid4(), ticket_id, actor.type.value, actor_id, json.dumps(changes))
-        snapshot = TicketOut.model_validate(dict(row)).model_dump(mode="json")
-        event_id, payload = events.event_payload(
-            events.TOPIC_COMMENTED, snapshot, via="api",
-            comment={
-                "id": str(comment_id), "visibility": data.visibility.value, "author_type": actor.type.value,
-                "author_id": str(actor_id) if actor_id else None, "body": data.body, "mail_kind": None,
-            },
+        snapshot = ticket_from_row(row)
+        comment = CommentFacts(
+            id=comment_id, visibility=data.visibility, author_type=actor.type, author_id=actor_id, body=data.body,
         )
+        event_id, payload = events.event_payload(events.TOPIC_COMMENTED, snapshot, via="api", comment=comment)
         await connection.execute(_EVENT, event_id, events.TOPIC_COMMENTED, str(ticket_id), json.dumps(payload))
+    triggers = parse_triggers(trigger_rows)
+    reply_due = reply_due and public
+    if triggers or reply_due:
+        facts = Facts(
+            event="updated", ticket=payload["ticket"], comment=comment, via="api",
+            requester_email=requester_email or "",
+        )
+        await settle(session, ticket_id, facts, triggers, actor, reply_due)
     return CommentOut(
         id=comment_id, ticket_id=ticket_id, author_type=actor.type, author_customer_id=None,
         author_agent_id=actor_id, visibility=data.visibility, body=data.body, html_body=None,

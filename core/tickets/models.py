@@ -52,6 +52,11 @@ class Ticket(Base):
         Index("ix_tickets_tags", "tags", postgresql_using="gin"),
         # the scheduler's jobs: solved tickets waiting to close; unanswered ones under an SLA
         Index("ix_tickets_solved_at", "solved_at", postgresql_where=text("status = 'solved'")),
+        # the survey job: solved tickets not yet surveyed
+        Index(
+            "ix_tickets_survey_due", "solved_at",
+            postgresql_where=text("satisfaction_sent_at IS NULL AND solved_at IS NOT NULL"),
+        ),
         Index(
             "ix_tickets_sla_unanswered", "sla_breach_at",
             postgresql_where=text(
@@ -95,6 +100,20 @@ class Ticket(Base):
     deleted_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     created_at: Mapped[datetime] = created_at()
     updated_at: Mapped[datetime] = updated_at()
+    # the satisfaction survey: when it was sent, and the requester's answer (good | bad)
+    satisfaction_sent_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    satisfaction_score: Mapped[str | None] = mapped_column(String(8))
+    satisfaction_comment: Mapped[str | None] = mapped_column(Text)
+    satisfaction_rated_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+    @property
+    def satisfaction(self) -> dict[str, Any] | None:
+        if self.satisfaction_score is None:
+            return None
+        return {
+            "score": self.satisfaction_score, "comment": self.satisfaction_comment,
+            "rated_at": self.satisfaction_rated_at,
+        }
 
 
 class TicketComment(Base):

@@ -20,7 +20,7 @@ from core.errors import Conflict
 from core.pagination import Cursor, keyset, page_of
 from core.tickets.models import Ticket
 from core.tickets.schemas import TicketOut
-from core.tickets.views import VIEW_COLUMNS
+from core.tickets.views import VIEW_COLUMNS, ticket_from_row
 
 _SELECT = f"SELECT {', '.join(c.key for c in VIEW_COLUMNS)}"
 
@@ -95,7 +95,7 @@ async def ticket_page(
              f"ORDER BY {key} {direction}, id {direction} LIMIT ${len(params)}")
     async with driver_of(session) as connection:
         rows = await connection.fetch(query, *params)
-    tickets = [TicketOut.model_validate(dict(row)) for row in rows]
+    tickets = [ticket_from_row(row) for row in rows]
     return page_of(tickets, limit, column, value=lambda last: _plain(rows[limit - 1]["sort_key"]))
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import uuid
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     AfterValidator,
@@ -29,6 +29,12 @@ from core.errors import FieldValueError
 from core.schemas import EmailAddress
 
 
+class SatisfactionOut(BaseModel):
+    score: Literal["good", "bad"]
+    comment: str | None
+    rated_at: datetime
+
+
 class TicketOut(BaseModel):
     model_config = ConfigDict(from_attributes=True)
 
@@ -50,6 +56,7 @@ class TicketOut(BaseModel):
     sla_breach_at: datetime | None
     first_response_at: datetime | None
     solved_at: datetime | None
+    satisfaction: SatisfactionOut | None = None
     created_at: datetime
     updated_at: datetime
 

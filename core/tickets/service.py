@@ -121,9 +121,9 @@ class TicketService:
         # mail_kind lets the mailer leave automatic mail unanswered (no acknowledgement loops);
         # sending_host (the SMTP client) bounds acknowledgements per host
         events.emit(
-            session, topic=events.TOPIC_CREATED, ticket=snapshot(ticket), via=via,
-            mail_kind=mail_kind, sending_host=sending_host, verified=verified,
-            follow_up_of_id=str(ticket.follow_up_of_id) if ticket.follow_up_of_id else None,
+            session, topic=events.TOPIC_CREATED, ticket=TicketOut.model_validate(ticket), via=via,
+            mail_kind=mail_kind, follow_up_of_id=ticket.follow_up_of_id, sending_host=sending_host,
+            verified=verified,
         )
 
     async def set_status(
@@ -149,8 +149,8 @@ class TicketService:
         )
         await session.refresh(ticket)
         events.emit(
-            session, topic=events.TOPIC_STATUS_CHANGED, ticket=snapshot(ticket),
-            previous_status=old.value, via=via,
+            session, topic=events.TOPIC_STATUS_CHANGED, ticket=TicketOut.model_validate(ticket),
+            previous_status=old, via=via,
         )
         return True
 
@@ -211,12 +211,11 @@ class TicketService:
         if not announce:
             return comment
         events.emit(
-            session, topic=events.TOPIC_COMMENTED, ticket=snapshot(ticket), via=via,
-            comment={
-                "id": str(comment.id), "visibility": visibility.value,
-                "author_type": author_type.value, "author_id": str(actor_id) if actor_id else None,
-                "body": body, "mail_kind": mail_kind,
-            },
+            session, topic=events.TOPIC_COMMENTED, ticket=TicketOut.model_validate(ticket), via=via,
+            comment=events.CommentFacts(
+                id=comment.id, visibility=visibility, author_type=author_type, author_id=actor_id,
+                body=body, mail_kind=mail_kind,
+            ),
         )
         return comment
 

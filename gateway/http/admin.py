@@ -1,4 +1,4 @@
-"""Groups, organizations, macros (and applying them), SLA policies, triggers."""
+"""Groups, organizations, macros (and applying them), SLA policies, triggers, automations."""
 
 from __future__ import annotations
 
@@ -9,6 +9,8 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from core.actor import Actor
 from core.enums import TicketPriority
+from core.automations.schemas import AutomationIn, AutomationOut, AutomationUpdate
+from core.automations.service import automation_crud
 from core.groups.schemas import GroupIn, GroupOut, GroupUpdate
 from core.groups.service import group_crud, render_group
 from core.macros.schemas import MacroIn, MacroOut, MacroUpdate
@@ -62,6 +64,9 @@ sla_policies = crud_routes(
     query=SlaPolicyQuery,
 )
 triggers = crud_routes(trigger_crud, plural="triggers", out=TriggerOut, create=TriggerIn, update=TriggerUpdate)
+automations = crud_routes(
+    automation_crud, plural="automations", out=AutomationOut, create=AutomationIn, update=AutomationUpdate,
+)
 
 macro_use = RouteTable("macros")
 
@@ -78,4 +83,4 @@ async def apply(request: web.Request) -> web.Response:
     return json_response(TicketOut.model_validate(ticket))
 
 
-ROUTES = (groups, organizations, macros, macro_use, sla_policies, triggers)
+ROUTES = (groups, organizations, macros, macro_use, sla_policies, triggers, automations)

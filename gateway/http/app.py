@@ -16,7 +16,8 @@ from core.db import Database
 from core.ingest.intake import Intake
 from core.metrics import Metrics
 from gateway.http import (
-    admin, deliveries, inbound, middleware, openapi, people, search, system, ticket_changes, tickets,
+    admin, deliveries, inbound, middleware, openapi, people, satisfaction, search, sla, statistics, system,
+    ticket_changes, tickets,
 )
 from core.agents.tokens import TokenCache
 from core.shared_state import INVALIDATE_CHANNEL, AuthChanges, Broadcast, SharedRateLimiter, connect
@@ -26,10 +27,11 @@ from gateway.http.keys import (
 from gateway.http.ratelimit import RateLimiter
 from search.service import SearchService, backend_from_settings
 
-# ticket_changes first: its `/tickets/update_many` must win over `/tickets/{ticket}`
+# ticket_changes and statistics first: `/tickets/update_many` and `/tickets/statistics` must win
+# over `/tickets/{ticket}`
 ROUTE_TABLES = (
-    ticket_changes.routes, tickets.routes, *people.ROUTES, *admin.ROUTES, inbound.routes,
-    deliveries.routes, search.routes, system.routes,
+    ticket_changes.routes, statistics.routes, tickets.routes, *people.ROUTES, *admin.ROUTES, inbound.routes,
+    deliveries.routes, sla.routes, satisfaction.routes, search.routes, system.routes,
 )
 
 

@@ -4,15 +4,10 @@ from __future__ import annotations
 
 from aiohttp import BodyPartReader, web
 from pydantic import ValidationError
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.actor import Actor
-from core.attachments import AttachmentStore
 from core.errors import Invalid
-from core.mail.names import sanitize_filename
-from core.tickets.api_comment import add_api_comment
 from core.tickets.changes import require_ticket, ticket_changes
-from core.tickets.models import TicketComment
 from core.tickets.schemas import (
     CommentIn,
     CommentOut,
@@ -23,11 +18,10 @@ from core.tickets.schemas import (
     UpdateMany,
     UpdateManyOut,
 )
-from core.tickets.service import ticket_service
+from core.tickets.uploads import Upload
 from gateway.http.errors import ApiError, from_validation
 from gateway.http.keys import AGENT, SESSION, STORE
 from gateway.http.routing import EVERYONE, STAFF, RouteTable, json_response, parse_body
-from gateway.http.tickets import comment_out, comments_out
 
 routes = RouteTable("tickets")
 MAX_FILES = 20
@@ -93,24 +87,17 @@ async def merge_tickets(request: web.Request) -> web.Response:
     body=CommentIn, response=CommentOut, roles=EVERYONE, statuses=(201,),
 )
 async def add_comment(request: web.Request) -> web.Response:
-    session = request[SESSION]
-    if request.content_type != "multipart/form-data":
-        data = await parse_body(request, CommentIn)
-        return json_response(await add_api_comment(session, request.match_info["ticket"], data, actor(request)),
-                             status=201)
-    data, files = await read_multipart(request)
-    ticket = await require_ticket(session, request.match_info["ticket"])
-    comment = await ticket_changes.comment(session, ticket, data, actor(request))
-    if files:
-        await store_uploads(request.app[STORE], session, comment, files)
-        [out] = await comments_out(session, [comment])
+    if request.content_type == "multipart/form-data":
+        data, uploads = await read_multipart(request)
     else:
-        await session.flush()  # created_at comes from the database
-        out = comment_out(comment, [])
+        data, uploads = await parse_body(request, CommentIn), []
+    out = await ticket_changes.add_comment(
+        request[SESSION], request.match_info["ticket"], data, actor(request), uploads=uploads, store=request.app[STORE],
+    )
     return json_response(out, status=201)
 
 
-async def read_multipart(request: web.Request) -> tuple[CommentIn, list[tuple[str, str, bytes]]]:
+async def read_multipart(request: web.Request) -> tuple[CommentIn, list[Upload]]:
     try:
         return await _read_multipart(request)
     except (ValueError, AssertionError, RuntimeError, LookupError) as exc:
@@ -118,9 +105,9 @@ async def read_multipart(request: web.Request) -> tuple[CommentIn, list[tuple[st
         raise ApiError(400, "malformed_multipart", f"request body is not valid multipart/form-data: {exc}") from None
 
 
-async def _read_multipart(request: web.Request) -> tuple[CommentIn, list[tuple[str, str, bytes]]]:
+async def _read_multipart(request: web.Request) -> tuple[CommentIn, list[Upload]]:
     fields: dict[str, str] = {}
-    files: list[tuple[str, str, bytes]] = []
+    files: list[Upload] = []
     reader = await request.multipart()
     while (part := await reader.next()) is not None:
         if not isinstance(part, BodyPartReader):
@@ -131,7 +118,7 @@ async def _read_multipart(request: web.Request) -> tuple[CommentIn, list[tuple[s
             if len(files) >= MAX_FILES:
                 raise Invalid(f"at most {MAX_FILES} attachments", {"attachments": "too many files"})
             content_type = part.headers.get("Content-Type", "application/octet-stream")
-            files.append((part.filename, content_type, bytes(await part.read(decode=True))))
+            files.append(Upload(part.filename, content_type, bytes(await part.read(decode=True))))
         elif part.name in ("body", "visibility"):
             fields[part.name] = await part.text()
         else:
@@ -142,17 +129,3 @@ async def _read_multipart(request: web.Request) -> tuple[CommentIn, list[tuple[s
         return CommentIn.model_validate(fields), files
     except ValidationError as exc:
         raise from_validation(exc, where="form fields") from exc
-
-
-async def store_uploads(
-    store: AttachmentStore, session: AsyncSession, comment: TicketComment,
-    files: list[tuple[str, str, bytes]],
-) -> None:
-    for filename, content_type, data in files:
-        digest = await store.put(data)
-        ticket_service.add_attachment(
-            session, comment=comment, filename=sanitize_filename(filename, content_type),
-            content_type=content_type, size=len(data), sha256=digest, content_id=None, inline=False,
-        )
-    if files:
-        await session.flush()

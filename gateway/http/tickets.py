@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections import defaultdict
 from contextlib import aclosing
 from enum import Enum
 from typing import Annotated, Literal
@@ -12,24 +11,21 @@ from typing import Annotated, Literal
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 from sqlalchemy import select
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.attachments import BlobUnavailable
 from core.enums import Channel, TicketPriority, TicketStatus, TicketType
 from core.pagination import MAX_LIMIT, BadCursor, Cursor, clamp_limit
-from core.tickets.models import TicketAttachment, TicketComment
+from core.tickets.models import TicketAttachment
 from core.tickets.schemas import (
-    AttachmentOut,
     AuditList,
     AuditOut,
     CommentList,
-    CommentOut,
     TicketList,
     TicketOut,
 )
 from core.tickets.service import ticket_service
 from core.tickets.repository import SORT_CHOICES, audit_page, ticket_page
-from core.tickets.views import ticket_view
+from core.tickets.views import comments_out, ticket_view
 from gateway.http.errors import ApiError, not_found
 from gateway.http.keys import AGENT, SEARCH, SESSION, STORE
 from gateway.http.routing import RouteTable, parse_query
@@ -163,31 +159,6 @@ async def list_comments(request: web.Request) -> web.Response:
         next_cursor=next_cursor.encode() if next_cursor else None,
     )
     return web.json_response(text=body.model_dump_json())
-
-
-async def comments_out(session: AsyncSession, comments: list[TicketComment]) -> list[CommentOut]:
-    """Comments with their attachments and download URLs, in one query for all attachments."""
-    attachments: dict[uuid.UUID, list[AttachmentOut]] = defaultdict(list)
-    if comments:
-        rows = await session.scalars(
-            select(TicketAttachment)
-            .where(TicketAttachment.comment_id.in_([c.id for c in comments]))
-            .order_by(TicketAttachment.created_at)
-        )
-        for a in rows:
-            attachments[a.comment_id].append(  # type: ignore[index]
-                AttachmentOut(
-                    id=a.id, filename=a.filename, content_type=a.content_type, size=a.size,
-                    sha256=a.sha256, inline=a.inline, content_id=a.content_id,
-                    url=f"/api/v1/tickets/{a.ticket_id}/attachments/{a.id}",
-                )
-            )
-    return [comment_out(c, attachments[c.id]) for c in comments]
-
-
-def comment_out(comment: TicketComment, attachments: list[AttachmentOut]) -> CommentOut:
-    fields = {k: getattr(comment, k) for k in CommentOut.model_fields if k != "attachments"}
-    return CommentOut.model_validate({**fields, "attachments": attachments})
 
 
 @routes.get(

@@ -26,6 +26,8 @@ def context(**overrides: object) -> dict[str, object]:
         "previous_status": "open", "actor_name": None, "requester": "Rita",
         "comment": {"author": "Otto", "body": "<img src=x onerror=alert(1)>\nline two", "public": True},
         "sla": {"metric": "first_reply_time", "breach_at": "2030-01-01T00:00:00Z"},
+        "body": "<script>alert(2)</script> from a trigger",
+        "survey": {"good": "https://desk.test/satisfaction/t?score=good", "bad": "https://desk.test/satisfaction/t?score=bad"},
     }
     values.update(overrides)
     return values

@@ -25,6 +25,9 @@ POLICY: dict[tuple[str, str], set[str]] = {
     ("POST", "/api/v1/tickets/{ticket}/comments"): ALL,  # light agents: internal only (see test_tickets)
     ("GET", "/api/v1/tickets"): ALL,
     ("GET", "/api/v1/tickets/{ticket}"): ALL,
+    ("GET", "/api/v1/tickets/statistics"): ALL,
+    ("GET", "/api/v1/tickets/{ticket}/sla"): ALL,
+    ("GET", "/api/v1/sla/compliance"): ALL,
     ("GET", "/api/v1/tickets/{ticket}/comments"): ALL,
     ("GET", "/api/v1/tickets/{ticket}/audits"): ALL,
     ("GET", "/api/v1/tickets/{ticket}/attachments/{attachment}"): ALL,
@@ -45,7 +48,7 @@ POLICY: dict[tuple[str, str], set[str]] = {
     ("DELETE", "/api/v1/agents/{id}"): ADMIN,  # deactivation
     **{
         (method, path.format(name)): roles
-        for name in ("groups", "organizations", "macros", "sla_policies", "triggers")
+        for name in ("groups", "organizations", "macros", "sla_policies", "triggers", "automations")
         for method, path, roles in (
             ("GET", "/api/v1/{}", ALL), ("POST", "/api/v1/{}", ADMIN), ("GET", "/api/v1/{}/{{id}}", ALL),
             ("PUT", "/api/v1/{}/{{id}}", ADMIN), ("DELETE", "/api/v1/{}/{{id}}", ADMIN),

@@ -1,0 +1,198 @@
+"""Triggers run inside the change's transaction: in position order, each at most once per
+change, again after every firing until nothing more fires (at most MAX_PASSES passes).
+
+A trigger fires in a savepoint: if any of its actions fails (a deleted group, a closed
+ticket, a bug), its effects are undone, the reason is logged, and the change goes on — a
+trigger never blocks mail ingest or the API.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import ValidationError
+from sqlalchemy import select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from core import events
+from core.actor import Actor
+from core.agents.models import Agent
+from core.audit.service import audit_service
+from core.clock import utcnow
+from core.customers.models import Customer
+from core.enums import AgentRole, AuthorType
+from core.errors import DomainError
+from core.groups.models import group_members
+from core.tickets.change import Change
+from core.tickets.schemas import TicketOut, TicketUpdate
+from core.triggers.conditions import Facts, matches, via_kind
+from core.triggers.models import Trigger
+from core.triggers.schemas import FIELD_ACTIONS, NOTIFY_ACTIONS, ROUND_ROBIN, Conditions, TriggerAction
+
+log = logging.getLogger(__name__)
+
+MAX_PASSES = 10
+TRIGGER_ACTOR = Actor(AuthorType.system, None)
+_CACHE = "helpdesk.triggers"  # session.info: one read of the triggers per transaction
+
+# applies a ticket update as part of the change: (session, change, update, actor, via, audit extra)
+Apply = Callable[[AsyncSession, Change, TicketUpdate, Actor, str, dict[str, Any]], Awaitable[None]]
+
+
+@dataclass(frozen=True)
+class LoadedTrigger:
+    id: uuid.UUID
+    title: str
+    conditions: Conditions
+    actions: list[TriggerAction]
+
+
+class TriggerFailed(Exception):
+    """An action that cannot be carried out (the trigger is skipped, with this reason)."""
+
+
+def parse_triggers(rows: Sequence[Any]) -> list[LoadedTrigger]:
+    """Rows of (id, title, conditions, actions) as triggers; one that cannot be read is skipped."""
+    loaded = []
+    for row in rows:
+        try:
+            loaded.append(LoadedTrigger(
+                id=uuid.UUID(str(row[0])), title=row[1], conditions=Conditions.model_validate(row[2] or {}),
+                actions=[TriggerAction.model_validate(a) for a in row[3] or []],
+            ))
+        except (ValidationError, ValueError) as exc:
+            log.error("trigger %s (%s) cannot be read and is skipped: %s", row[0], row[1], exc)
+    return loaded
+
+
+async def active_triggers(session: AsyncSession) -> list[LoadedTrigger]:
+    cached = session.info.get(_CACHE)
+    if cached is None:
+        rows = (await session.execute(
+            select(Trigger.id, Trigger.title, Trigger.conditions, Trigger.actions)
+            .where(Trigger.active.is_(True)).order_by(Trigger.position, Trigger.created_at)
+        )).all()
+        cached = session.info[_CACHE] = parse_triggers(rows)
+    return cached
+
+
+def facts_of(change: Change, requester_email: str) -> Facts:
+    ticket = TicketOut.model_validate(change.ticket).model_dump(mode="json")
+    return Facts(
+        event=change.event, ticket=ticket, changes=change.changes(), comment=change.comment,
+        via=via_kind(change.via), requester_email=requester_email,
+    )
+
+
+class TriggerRunner:
+    async def run(
+        self, session: AsyncSession, change: Change, *, apply: Apply,
+        triggers: list[LoadedTrigger] | None = None,
+    ) -> list[uuid.UUID]:
+        """Runs the triggers on a change; returns the ids of those that fired, in order."""
+        triggers = await active_triggers(session) if triggers is None else triggers
+        if not triggers:
+            return []
+        email = await session.scalar(select(Customer.email).where(Customer.id == change.ticket.requester_id)) or ""
+        fired: list[uuid.UUID] = []
+        for _ in range(MAX_PASSES):
+            progress = False
+            for trigger in triggers:
+                if trigger.id in fired or not matches(trigger.conditions, facts_of(change, email)):
+                    continue
+                fired.append(trigger.id)  # at most once per change, even when it failed
+                progress = await self.fire(session, change, trigger, apply) or progress
+            if not progress:
+                return fired
+        log.error(
+            "ticket #%s: triggers still firing after %d passes; stopped (fired: %s)",
+            change.ticket.number, MAX_PASSES, ", ".join(map(str, fired)),
+        )
+        audit_service.record(
+            session, ticket_id=change.ticket.id, actor_type=AuthorType.system, actor_id=None,
+            action="trigger_loop", via="trigger",
+            changes={"note": f"triggers stopped after {MAX_PASSES} passes", "fired": [str(f) for f in fired]},
+        )
+        return fired
+
+    async def fire(self, session: AsyncSession, change: Change, trigger: LoadedTrigger, apply: Apply) -> bool:
+        """The trigger's actions, all or none; False (logged) if it could not act."""
+        try:
+            async with session.begin_nested():
+                await self.act(session, change, trigger, apply)
+        except Exception as exc:  # whatever it was, the change must go on without this trigger
+            log.warning(
+                "trigger %s (%s) skipped on ticket #%s: %s", trigger.id, trigger.title,
+                change.ticket.number, exc, exc_info=not isinstance(exc, (TriggerFailed, DomainError, ValueError)),
+            )
+            await session.refresh(change.ticket)
+            return False
+        return True
+
+    async def act(
+        self, session: AsyncSession, change: Change, trigger: LoadedTrigger, apply: Apply, *, kind: str = "trigger",
+    ) -> None:
+        """The actions of a trigger (or of an automation: `kind`), audited under its name."""
+        ticket = change.ticket
+        named = {"id": str(trigger.id), "title": trigger.title}
+        fields: dict[str, Any] = {}
+        tags = list(ticket.tags)
+        notes: list[TriggerAction] = []
+        for action in trigger.actions:
+            if action.field == "assignee_id" and action.value == ROUND_ROBIN:
+                fields["assignee_id"] = await self.round_robin(session, fields.get("group_id", ticket.group_id))
+            elif action.field == "tags":
+                tags = list(action.value)
+                fields["tags"] = tags
+            elif action.field in FIELD_ACTIONS:
+                fields[action.field] = action.value
+            elif action.field == "add_tags":
+                tags = tags + [t for t in action.value if t not in tags]
+                fields["tags"] = tags
+            elif action.field == "remove_tags":
+                tags = [t for t in tags if t not in action.value]
+                fields["tags"] = tags
+            elif action.field == "comment":
+                fields["comment"] = {"body": action.value, "visibility": "public" if action.public else "internal"}
+            elif action.field in NOTIFY_ACTIONS:
+                notes.append(action)
+        if fields:
+            await apply(session, change, TicketUpdate.model_validate(fields), TRIGGER_ACTOR, kind, {kind: named})
+        for action in notes:
+            events.emit(
+                session, topic=events.TOPIC_NOTIFICATION, ticket=TicketOut.model_validate(ticket),
+                trigger_id=trigger.id, trigger_title=trigger.title,
+                audience=action.field.removeprefix("notify_"), comment=change.comment, via=kind,
+                **action.value,
+            )
+        audit_service.record(
+            session, ticket_id=ticket.id, actor_type=AuthorType.system, actor_id=None, action=kind,
+            via=kind, changes={kind: named, "actions": [a.field for a in trigger.actions]},
+        )
+
+    async def round_robin(self, session: AsyncSession, group_id: uuid.UUID | None) -> uuid.UUID:
+        """The group's active (full) agent assigned longest ago; concurrent changes take different ones."""
+        if group_id is None:
+            raise TriggerFailed("round_robin needs a group on the ticket")
+        agent_id = await session.scalar(
+            select(group_members.c.agent_id)
+            .join(Agent, Agent.id == group_members.c.agent_id)
+            .where(group_members.c.group_id == group_id, Agent.active.is_(True), Agent.role != AgentRole.light_agent)
+            .order_by(group_members.c.last_assigned_at.asc().nulls_first(), Agent.email)
+            .limit(1).with_for_update(of=group_members, skip_locked=True)
+        )
+        if agent_id is None:
+            raise TriggerFailed(f"round_robin: no active agent in group {group_id}")
+        await session.execute(
+            update(group_members)
+            .where(group_members.c.group_id == group_id, group_members.c.agent_id == agent_id)
+            .values(last_assigned_at=utcnow())
+        )
+        return agent_id
+
+
+trigger_runner = TriggerRunner()
