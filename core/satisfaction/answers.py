@@ -45,4 +45,7 @@ def survey_answer(text: str) -> Answer | None:
 
 
 def _comment(rest: str) -> str:
-    return rest.strip(" \t\r\n.,;:!-")[:MAX_COMMENT]
+    # quoted lines of the survey itself are no part of the customer's comment (the reply
+    # extraction keeps a lone quoted line, which is usually context, as text)
+    kept = "\n".join(line for line in rest.splitlines() if not line.lstrip().startswith(">"))
+    return kept.strip(" \t\r\n.,;:!-")[:MAX_COMMENT]

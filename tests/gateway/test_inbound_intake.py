@@ -110,7 +110,7 @@ async def test_import_mbox_twice_adds_nothing_the_second_time(database_url: str,
 
 async def test_import_maildir_keeps_dates_and_tells_no_one(database_url: str, tmp_path: Path) -> None:
     from core.db import Database
-    from core.events import OutboxEvent
+    from core.events import OutboxEvent, parse_event
     from core.tickets.models import TicketComment
     from outbound.recipients import recipients_for
 
@@ -142,7 +142,7 @@ async def test_import_maildir_keeps_dates_and_tells_no_one(database_url: str, tm
             ))
             assert [c.created_at.isoformat()[:16] for c in comments] == ["2019-03-05T10:00", "2019-03-06T08:30"]
             events = list(await session.scalars(select(OutboxEvent).where(OutboxEvent.key == str(ticket.id))))
-            assert events and [await recipients_for(session, e.payload) for e in events] == [[]] * len(events)
+            assert events and [await recipients_for(session, parse_event(e.payload)) for e in events] == [[]] * len(events)
     finally:
         await db.dispose()
 
