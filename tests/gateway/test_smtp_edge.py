@@ -8,7 +8,6 @@ import smtplib
 import socket
 from pathlib import Path
 
-import pytest
 
 from tests.support.gateway import SUPPORT, crlf, make_settings, running_gateway
 

@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -12,20 +12,6 @@ import pytest
 from tests.outbound.support import SmtpSink, Tansu
 from tests.search.support import create_ticket, numbers, unique
 from tests.support.gateway import Running, make_settings, running_gateway
-
-
-@pytest.fixture
-def tansu() -> Iterator[Tansu]:
-    broker = Tansu().start()
-    yield broker
-    broker.stop()
-
-
-@pytest.fixture
-async def sink() -> AsyncIterator[SmtpSink]:
-    server = await SmtpSink().start()
-    yield server
-    await server.stop()
 
 
 @pytest.fixture

@@ -28,13 +28,6 @@ from tests.support.gateway import Running, make_settings, running_gateway
 
 
 @pytest.fixture
-async def sink() -> AsyncIterator[SmtpSink]:
-    server = await SmtpSink().start()
-    yield server
-    await server.stop()
-
-
-@pytest.fixture
 async def gw(database_url: str, tmp_path: Path, sink: SmtpSink) -> AsyncIterator[Running]:
     settings = make_settings(
         database_url, tmp_path / "data", smtp_relay=sink.relay, mail_retry_seconds=0.2, outbox_poll_seconds=0.05,
