@@ -32,7 +32,7 @@ from search.backend import (
     encode_cursor,
     marked_to_html,
 )
-from search.pg_documents import queue_lag, rebuild_aside, write_documents
+from search.pg_documents import rebuild_aside, write_documents
 from search.query import PRIORITY_ORDER, normalize
 from search.resolve import DATE_FIELDS, FIELDS, DateFilter, Filter, Resolved
 from search.typos import one_typo_away
@@ -43,9 +43,9 @@ TYPO_MIN_LENGTH = 5
 TYPO_VARIANTS = 6
 SEARCH_TIMEOUT = 10.0  # seconds: a query broader than this is refused, not left running
 
-# the typed words the index knows, and every word one typo away from the others, spelled out
-# and looked up by primary key: a few hundred index probes (a trigram index finds them too,
-# but common trigrams make it slow)
+# every word one typo away from a typed word the index does not know, spelled out and looked
+# up by primary key: a few hundred index probes (a trigram index finds them too, but words
+# sharing common trigrams made it 22-55 ms a word)
 _NEIGHBOURS = """
 SELECT v.typed, v.variant AS word FROM unnest($1::text[], $2::text[]) AS v(typed, variant)
 WHERE v.variant IN (SELECT word FROM search_terms WHERE word = ANY($2::text[]))
@@ -167,9 +167,6 @@ SELECT {_AGGREGATES.format(matches="m", total="(SELECT count(*) FROM m)")}
 """
         row = await connection.fetchrow(statement, *sql.params, timeout=SEARCH_TIMEOUT)
         return _page(row, limit, fingerprint, approximate=row["total"] > EXACT_COUNT_LIMIT)
-
-    async def lag_seconds(self, connection: asyncpg.Connection) -> float:
-        return await queue_lag(connection)
 
 
 _ORDER = "score DESC, updated_at DESC, ticket_id DESC"
