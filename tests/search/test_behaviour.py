@@ -191,6 +191,23 @@ async def test_highlights_escape_everything_but_the_marks(searching: Running) ->
         assert "<" not in stripped and ">" not in stripped
 
 
+async def test_snippets_come_from_where_the_words_are_in_long_conversations(searching: Running) -> None:
+    """A match thousands of characters into a conversation, written in capitals or with accents
+    the query leaves out, is the part of the text its snippet shows."""
+    tag = unique()
+    filler = " ".join(f"nothing{i % 97} to see here." for i in range(900))  # ~18,000 characters
+    async with searching.http() as client:
+        ticket = await create_ticket(client, "Question", filler, tags=[tag])
+        await client.post(f"/api/v1/tickets/{ticket['id']}/comments",
+                          json={"body": filler + " The KUMQUAT arrived bruised at the Café Noir. " + filler})
+        await indexed(searching)
+        for q, marked in (("kumquat", "<mark>KUMQUAT</mark>"), ("cafe noir", "<mark>Café</mark>"),
+                          ('"cafe noir"', "<mark>Café</mark>"), ("bruise", "<mark>bruised</mark>")):
+            hit = (await search(client, f"{q} tags:{tag}"))["results"][0]["highlight"]
+            assert marked in hit, (q, hit)
+            assert len(hit) < 600, (q, len(hit))
+
+
 async def test_deleted_vanish_merged_show_closed_and_changes_follow(searching: Running) -> None:
     tag = unique()
     async with searching.http() as client:
