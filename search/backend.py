@@ -8,7 +8,7 @@ import hashlib
 import html
 import json
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -31,6 +31,8 @@ class TicketHit:
     ticket_id: uuid.UUID
     score: float
     highlight: str  # HTML: escaped text with <mark>…</mark>
+    # the ticket's view columns (core.tickets.views) when the backend read them with the hit
+    ticket: Mapping[str, Any] | None = None
 
 
 @dataclass
@@ -41,6 +43,7 @@ class TicketPage:
     # field ▸ value ▸ count; `group` values are group ids (None: no group), priority names
     facets: dict[str, dict[Any, int]] = field(default_factory=dict)
     next_cursor: str | None = None
+    group_names: dict[str, str] = field(default_factory=dict)  # group id ▸ name, where known
 
 
 Progress = Callable[[int, int], None]

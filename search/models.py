@@ -1,9 +1,10 @@
 """The search tables of the PostgreSQL backend, and the indexer's queue (used by every backend).
 
 `ticket_search` holds one document per live ticket, built by the indexer from the database:
-weighted text (subject A; description and comments B; requester, tags C), the plain text the
-highlights are cut from, and copies of the fields that queries filter and facet on, so that a
-query reads one table. `search_queue` is the indexer's to-do list: tickets whose document must be
+weighted text (subject A; description and comments B; requester, tags C) and copies of the
+fields that queries filter and facet on, so that a query reads one table. The documents live out
+of the row (migration 0011: toast_tuple_target), so the rows a query visits for its count and
+facets stay small; snippets are cut from the tickets' own text. `search_queue` is the indexer's to-do list: tickets whose document must be
 rebuilt, one row per ticket however many events named it.
 """
 
@@ -39,7 +40,6 @@ class TicketSearch(Base):
     title: Mapped[str] = mapped_column(TSVECTOR)  # the subject alone: subject matches rank first
     document: Mapped[str] = mapped_column(TSVECTOR)
     subject: Mapped[str] = mapped_column(Text)
-    body: Mapped[str] = mapped_column(Text)  # description and comments, for highlights (bounded)
     number: Mapped[int] = mapped_column(Integer)
     status: Mapped[str] = mapped_column(String(16))
     priority: Mapped[int] = mapped_column(SmallInteger)  # 0 low .. 3 urgent: comparisons

@@ -22,7 +22,7 @@ REBUILD_CHUNK = 5_000
 
 # the document of each live ticket in $1; `{table}` is ticket_search or a table being rebuilt
 _WRITE = f"""
-INSERT INTO {{table}} AS s (ticket_id, title, document, subject, body, number, status, priority, type,
+INSERT INTO {{table}} AS s (ticket_id, title, document, subject, number, status, priority, type,
     channel, group_id, assignee_id, requester_id, organization_id, tags, created_at, updated_at,
     solved_at, indexed_at)
 SELECT id, title,
@@ -30,13 +30,13 @@ SELECT id, title,
        || setweight(to_tsvector('{CONFIG}', body), 'B')
        || setweight(to_tsvector('{CONFIG}', concat_ws(' ', requester_name, requester_email,
                     translate(requester_email, '@.', '  '), array_to_string(tags, ' '))), 'C'),
-       translate(subject, E'\\x02\\x03\\uE000\\uE001\\uE002', ''), body, number, status::text, array_position({PRIORITY_ARRAY}, priority::text) - 1,
+       translate(subject, E'\\x02\\x03\\uE000\\uE001\\uE002', ''), number, status::text, array_position({PRIORITY_ARRAY}, priority::text) - 1,
        type::text, channel::text, group_id, assignee_id, requester_id, organization_id, tags,
        created_at, updated_at, solved_at, clock_timestamp()
 FROM (SELECT *, to_tsvector('{CONFIG}', subject) AS title FROM bounded) b
 ON CONFLICT (ticket_id) DO UPDATE SET
     title = EXCLUDED.title, document = EXCLUDED.document, subject = EXCLUDED.subject,
-    body = EXCLUDED.body, number = EXCLUDED.number, status = EXCLUDED.status,
+    number = EXCLUDED.number, status = EXCLUDED.status,
     priority = EXCLUDED.priority, type = EXCLUDED.type, channel = EXCLUDED.channel,
     group_id = EXCLUDED.group_id, assignee_id = EXCLUDED.assignee_id,
     requester_id = EXCLUDED.requester_id, organization_id = EXCLUDED.organization_id,
@@ -102,6 +102,10 @@ async def rebuild_aside(db: Database, progress: Progress, *, workers: int | None
             " INCLUDING CONSTRAINTS INCLUDING STORAGE INCLUDING COMPRESSION)"
         )
         await connection.execute("ALTER TABLE ticket_search_rebuild ADD PRIMARY KEY (ticket_id)")
+        # LIKE copies columns' storage, not the table's own options (toast_tuple_target)
+        options = await connection.fetchval("SELECT reloptions FROM pg_class WHERE oid = 'ticket_search'::regclass")
+        if options:
+            await connection.execute(f"ALTER TABLE ticket_search_rebuild SET ({', '.join(options)})")
         # ranges of ids: each chunk reads its tickets and their comments by index range
         chunks = [(ids[i], ids[min(i + REBUILD_CHUNK, len(ids)) - 1], min(REBUILD_CHUNK, len(ids) - i))
                   for i in range(0, len(ids), REBUILD_CHUNK)]
@@ -173,4 +177,6 @@ async def _swap(connection: asyncpg.Connection, started: datetime, index_names: 
         await connection.execute("ALTER INDEX ticket_search_rebuild_pkey RENAME TO pk_ticket_search")
         for name in index_names:
             await connection.execute(f"ALTER INDEX {name}_rebuild RENAME TO {name}")
-    await connection.execute("ANALYZE ticket_search")
+    # the visibility map too: qualifier-only queries count from the status index alone only
+    # where pages are all-visible (seen: 40 ms without it, 12 ms with, at 200,000 tickets)
+    await connection.execute("VACUUM (ANALYZE) ticket_search")

@@ -13,13 +13,15 @@ from __future__ import annotations
 
 import re
 import uuid
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
 from datetime import datetime
 from typing import Any
 
 import asyncpg
 
 from core.db import Database
+from core.tickets.views import VIEW_COLUMNS
 from search.backend import (
     EXACT_COUNT_LIMIT,
     FACETS,
@@ -39,9 +41,9 @@ from search.resolve import DATE_FIELDS, FIELDS, DateFilter, Filter, Resolved
 from search.typos import one_typo_away
 
 CONFIG = "helpdesk"
-# ts_headline parses every character it is given (~0.2 ms for a 2 KB body), so it is given a
-# window around the first place a searched word starts (found by a regular expression, then on
-# the accent-folded text): the fragments it picks lie there anyway
+# ts_headline parses every character it is given (~0.2 ms for 2 KB), so it is given a window
+# around the first place a searched word starts (found by a regular expression, then in the
+# accent-folded text): the fragments it picks lie there anyway
 HEADLINE_BEFORE = 160
 HEADLINE_WINDOW = 520
 TYPO_MIN_LENGTH = 5
@@ -106,8 +108,13 @@ class PostgresSearch:
         # transaction only.
         # Qualifiers alone: a capped count reads the first rows it finds, and the planner, not
         # knowing they are few, would rather scan the table than the field's covering index.
-        async with connection.transaction(readonly=True):
-            await connection.execute("SET LOCAL enable_seqscan = off")
+        # With words, the plan is the same whatever the words (the words index, then the few
+        # tickets shown), but planning it (~3 ms: the snippets' subqueries) cost as much as
+        # running it: a generic plan is made once per connection and statement shape.
+        settings = "SET LOCAL enable_seqscan = off"
+        if query.text:
+            settings += "; SET LOCAL plan_cache_mode = force_generic_plan"
+        async with _read_only(connection, settings):
             if not query.text:
                 return await self._filtered(connection, query, limit=limit, cursor=cursor, fingerprint=fingerprint)
             return await self._matched(connection, query, limit=limit, cursor=cursor, fingerprint=fingerprint)
@@ -149,10 +156,10 @@ shown AS (
     SELECT p.ticket_id, p.score, p.updated_at, CASE WHEN p.n <= {shown_limit} THEN {headline} END AS headline
     FROM numbered p JOIN ticket_search s ON s.ticket_id = p.ticket_id, q
 )
-SELECT {_AGGREGATES.format(matches="m", total="(SELECT count(*) FROM m)")}
+{_RESULT.format(matches="m", total="(SELECT count(*) FROM m)")}
 """
-        row = await connection.fetchrow(statement, *sql.params, timeout=SEARCH_TIMEOUT)
-        return _page(row, limit, fingerprint, approximate=False)
+        rows = await connection.fetch(statement, *sql.params, timeout=SEARCH_TIMEOUT)
+        return _page(rows, limit, fingerprint, approximate=False)
 
     async def _filtered(
         self, connection: asyncpg.Connection, query: Resolved, *, limit: int, cursor: str | None,
@@ -175,49 +182,85 @@ m AS MATERIALIZED (
     SELECT s.status, s.priority, s.channel, s.group_id FROM ticket_search s
     WHERE {condition} LIMIT {EXACT_COUNT_LIMIT + 1}
 )
-SELECT {_AGGREGATES.format(matches="m", total="(SELECT count(*) FROM m)")}
+{_RESULT.format(matches="m", total="(SELECT count(*) FROM m)")}
 """
-        row = await connection.fetchrow(statement, *sql.params, timeout=SEARCH_TIMEOUT)
-        return _page(row, limit, fingerprint, approximate=row["total"] > EXACT_COUNT_LIMIT)
+        rows = await connection.fetch(statement, *sql.params, timeout=SEARCH_TIMEOUT)
+        return _page(rows, limit, fingerprint, approximate=rows[0]["total"] > EXACT_COUNT_LIMIT)
 
 
 _ORDER = "score DESC, updated_at DESC, ticket_id DESC"
-# the page (from `shown`), the count and the facets of `{matches}`, in one row
-_AGGREGATES = f"""
-    (SELECT array_agg(ticket_id ORDER BY {_ORDER}) FROM shown) AS ids,
-    (SELECT array_agg(score ORDER BY {_ORDER}) FROM shown) AS scores,
-    (SELECT array_agg(updated_at ORDER BY {_ORDER}) FROM shown) AS updated,
-    (SELECT array_agg(headline ORDER BY {_ORDER}) FROM shown) AS headlines,
-    {{total}} AS total,
-    (SELECT array_agg(ARRAY[k, n::text]) FROM (
+_TICKET_COLUMNS = ", ".join(f"t.{c.key}" for c in VIEW_COLUMNS)
+# the count and the facets of `{matches}` (groups with their names), then the page from `shown`
+# with each ticket as the API shows it: one round trip. At least one row, even with no hits.
+_RESULT = f"""
+SELECT a.total, a.facets, h.*
+FROM (SELECT {{total}} AS total, (
+    SELECT array_agg(ARRAY[f.k, f.n::text, g.name]) FROM (
         SELECT CASE WHEN GROUPING(status) = 0 THEN 'status:' || status
                     WHEN GROUPING(priority) = 0 THEN 'priority:' || priority
                     WHEN GROUPING(channel) = 0 THEN 'channel:' || channel
-                    ELSE 'group:' || coalesce(group_id::text, 'none') END AS k, count(*) AS n
+                    ELSE 'group:' || coalesce(group_id::text, 'none') END AS k,
+               GROUPING(group_id) AS by_group, group_id, count(*) AS n
         FROM {{matches}} GROUP BY GROUPING SETS ((status), (priority), (channel), (group_id))
-    ) f) AS facets
+    ) f LEFT JOIN groups g ON f.by_group = 0 AND g.id = f.group_id
+) AS facets) a
+LEFT JOIN LATERAL (
+    SELECT sh.ticket_id AS hit_id, sh.score AS hit_score, sh.updated_at AS hit_updated,
+           sh.headline AS hit_headline, t.id IS NOT NULL AS hit_live, {_TICKET_COLUMNS}
+    FROM shown sh LEFT JOIN tickets t ON t.id = sh.ticket_id AND t.deleted_at IS NULL
+) h ON true
+ORDER BY h.hit_score DESC, h.hit_updated DESC, h.hit_id DESC
 """
+_TICKET_KEYS = tuple(c.key for c in VIEW_COLUMNS)
+
+
+@asynccontextmanager
+async def _read_only(connection: asyncpg.Connection, settings: str) -> AsyncIterator[None]:
+    """A read-only transaction with `settings`, begun in the same round trip as they are set."""
+    if connection.is_in_transaction():  # a caller's own: ours is a savepoint inside it
+        async with connection.transaction():
+            await connection.execute(settings)
+            yield
+        return
+    await connection.execute(f"BEGIN READ ONLY; {settings}")
+    try:
+        yield
+    except BaseException:
+        if not connection.is_closed():
+            await connection.execute("ROLLBACK")
+        raise
+    await connection.execute("COMMIT")
 
 
 def _headline(sql: _Sql, words: list[str]) -> str:
-    """The matched subject whole, else the best fragments of the body near the first place a
-    searched word starts. Markup characters are hidden from ts_headline, which would drop
-    `<script>` as a tag rather than show it; marked_to_html brings them back, escaped."""
-    hide = "'<>&', E'\\uE000\\uE001\\uE002'"
+    """The matched subject whole, else the best fragments of the ticket's first text (its
+    description, then its comments, oldest first) where a searched word starts, cut from a
+    window around that place. Markup characters are hidden from ts_headline, which would drop
+    `<script>` as a tag rather than show it; marked_to_html brings them back, escaped (the
+    characters the markers use are removed from the text first, as in the documents)."""
+    hide = "E'<>&\\x02\\x03\\uE000\\uE001\\uE002', E'\\uE000\\uE001\\uE002'"
+    subject = (f"ts_headline('{CONFIG}', translate(s.subject, '<>&', E'\\uE000\\uE001\\uE002'), q.q,"
+               f" {sql.bind(_SUBJECT_OPTIONS, '::text')})")
+    description = "(SELECT t.description FROM tickets t WHERE t.id = p.ticket_id)"
     if words:
         pattern = sql.bind("\\m(?:" + "|".join(_regex_literal(w) for w in words) + ")", "::text")
-        # the first place in the text as stored, else in the accent-folded text (positions
-        # may shift by a letter or two where folding lengthens one, e.g. ß: within the window)
-        start = (f"coalesce(nullif(regexp_instr(s.body, {pattern}, 1, 1, 0, 'i'), 0),"
-                 f" nullif(regexp_instr(helpdesk_unaccent(s.body), {pattern}, 1, 1, 0, 'i'), 0), 1)")
-        source = f"substr(s.body, greatest(1, {start} - {HEADLINE_BEFORE}), {HEADLINE_WINDOW})"
+        # the first text where a word starts as written (any case), else accent-folded; the
+        # comments in their index's order, so the scan stops at the first that matches
+        texts = ("(SELECT 0 AS k, t.description AS text, NULL::timestamptz AS at FROM tickets t"
+                 " WHERE t.id = p.ticket_id UNION ALL SELECT 1, c.body, c.created_at"
+                 " FROM ticket_comments c WHERE c.ticket_id = p.ticket_id) x")
+        text = (f"coalesce((SELECT x.text FROM {texts} WHERE x.text ~* {pattern} ORDER BY x.k, x.at LIMIT 1),"
+                f" (SELECT x.text FROM {texts} WHERE helpdesk_unaccent(x.text) ~* {pattern}"
+                f" ORDER BY x.k, x.at LIMIT 1), {description})")
+        # positions in the folded text may differ by a letter or two (ß ▸ ss): within the window
+        at = (f"coalesce(nullif(regexp_instr(f.text, {pattern}, 1, 1, 0, 'i'), 0),"
+              f" nullif(regexp_instr(helpdesk_unaccent(f.text), {pattern}, 1, 1, 0, 'i'), 0), 1)")
     else:
-        source = f"left(s.body, {HEADLINE_WINDOW})"
-    return (
-        f"CASE WHEN s.title @@ q.q THEN ts_headline('{CONFIG}', translate(s.subject, {hide}), q.q,"
-        f" {sql.bind(_SUBJECT_OPTIONS, '::text')}) ELSE ts_headline('{CONFIG}',"
-        f" translate({source}, {hide}), q.q, {sql.bind(_HEADLINE_OPTIONS, '::text')}) END"
-    )
+        text, at = description, "1"
+    body = (f"(SELECT ts_headline('{CONFIG}', translate(substr(f.text, greatest(1, {at} - {HEADLINE_BEFORE}),"
+            f" {HEADLINE_WINDOW}), {hide}), q.q, {sql.bind(_HEADLINE_OPTIONS, '::text')})"
+            f" FROM (SELECT {text} AS text) f)")
+    return f"CASE WHEN s.title @@ q.q THEN {subject} ELSE {body} END"
 
 
 def _located_words(query: Resolved, variants: dict[str, list[str]]) -> list[str]:
@@ -239,23 +282,31 @@ def _regex_literal(word: str) -> str:
     return "".join(ch if ch.isalnum() else "\\" + ch for ch in word)
 
 
-def _page(row: asyncpg.Record, limit: int, fingerprint: str, *, approximate: bool) -> TicketPage:
-    ids, scores, updated, headlines = (row[k] or [] for k in ("ids", "scores", "updated", "headlines"))
-    hits = [TicketHit(i, s, marked_to_html(h or "")) for i, s, h in zip(ids, scores, headlines)]
+def _page(rows: list[asyncpg.Record], limit: int, fingerprint: str, *, approximate: bool) -> TicketPage:
+    first = rows[0]
+    found = [r for r in rows if r["hit_id"] is not None]
     next_cursor = None
-    if len(hits) > limit:
-        hits = hits[:limit]
-        last = limit - 1
-        next_cursor = encode_cursor([scores[last], updated[last].isoformat(), str(ids[last])], fingerprint)
+    if len(found) > limit:
+        found = found[:limit]
+        last = found[-1]
+        next_cursor = encode_cursor(
+            [last["hit_score"], last["hit_updated"].isoformat(), str(last["hit_id"])], fingerprint
+        )
+    # a ticket deleted since it was indexed is left out (its place still counts for the cursor)
+    hits = [TicketHit(r["hit_id"], r["hit_score"], marked_to_html(r["hit_headline"] or ""),
+                      {k: r[k] for k in _TICKET_KEYS}) for r in found if r["hit_live"]]
     facets: dict[str, dict[Any, int]] = {name: {} for name in FACETS}
-    for key, count in row["facets"] or []:
+    names: dict[str, str] = {}
+    for key, count, group_name in first["facets"] or []:
         name, _, value = key.partition(":")
         if name == "priority":
             value = PRIORITY_ORDER[int(value)].value
+        if name == "group" and group_name is not None:
+            names[value] = group_name
         facets[name][None if value == "none" else value] = int(count)
-    count = min(row["total"], EXACT_COUNT_LIMIT) if approximate else row["total"]
+    count = min(first["total"], EXACT_COUNT_LIMIT) if approximate else first["total"]
     return TicketPage(hits=hits, count=count, count_approximate=approximate, facets=facets,
-                      next_cursor=next_cursor)
+                      next_cursor=next_cursor, group_names=names)
 
 
 def _after(sql: _Sql, cursor: str, fingerprint: str, *, scored: bool) -> str:

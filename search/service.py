@@ -13,7 +13,7 @@ from core.config import Settings
 from core.customers.schemas import CustomerOut
 from core.db import driver_of
 from core.metrics import Metrics
-from core.tickets.views import VIEW_COLUMNS, ticket_from_row
+from core.tickets.views import VIEW_COLUMNS, ticket_values
 from search.backend import (
     MARK_END,
     MARK_START,
@@ -68,7 +68,7 @@ class SearchService:
                 connection, resolved, limit=limit, cursor=cursor, fingerprint=fingerprint
             )
             results = await self._ticket_results(connection, page)
-            facets = await _named_groups(connection, page.facets)
+            facets = await _named_groups(connection, page.facets, page.group_names)
         if self.metrics is not None:
             self.metrics.search_queries.labels(self.backend.name, "ticket").inc()
         return SearchResults(
@@ -77,16 +77,18 @@ class SearchService:
         )
 
     async def _ticket_results(self, connection: asyncpg.Connection, page: TicketPage) -> list[TicketResult]:
-        """The tickets as they are now (a ticket deleted since it was indexed is left out)."""
-        if not page.hits:
-            return []
-        rows = {r["id"]: r for r in await connection.fetch(_TICKETS, [h.ticket_id for h in page.hits])}
-        return [
-            TicketResult.model_validate({
-                **ticket_from_row(rows[h.ticket_id]).model_dump(), "score": h.score, "highlight": h.highlight,
-            })
-            for h in page.hits if h.ticket_id in rows
-        ]
+        """The tickets as they are now (a ticket deleted since it was indexed is left out); read
+        here unless the backend read them with its hits."""
+        unread = [h.ticket_id for h in page.hits if h.ticket is None]
+        rows = {r["id"]: r for r in await connection.fetch(_TICKETS, unread)} if unread else {}
+        results = []
+        for hit in page.hits:
+            row = hit.ticket if hit.ticket is not None else rows.get(hit.ticket_id)
+            if row is not None:
+                results.append(TicketResult.model_validate(
+                    {**ticket_values(row), "score": hit.score, "highlight": hit.highlight}
+                ))
+        return results
 
     async def customers(
         self, session: AsyncSession, q: str, *, limit: int, cursor: str | None = None
@@ -168,17 +170,22 @@ def _mark(text: str, words: list[str]) -> str:
     return "".join(out)
 
 
-async def _named_groups(connection: asyncpg.Connection, facets: dict) -> dict[str, dict[str, int]]:
-    """Group facets by group name (ids mean nothing to a person); the rest as they are."""
+async def _named_groups(
+    connection: asyncpg.Connection, facets: dict, known: dict[str, str]
+) -> dict[str, dict[str, int]]:
+    """Group facets by group name (ids mean nothing to a person); the rest as they are.
+    `known`: names the backend found with its facets (id ▸ name)."""
     out: dict[str, dict[str, int]] = {}
     for name, counts in facets.items():
         out[name] = {("none" if k is None else str(k)): v for k, v in counts.items()}
     groups = facets.get("group") or {}
-    ids = [uuid.UUID(str(k)) for k in groups if k is not None]
-    if ids:
-        names = {str(r["id"]): r["name"] for r in await connection.fetch(
-            "SELECT id, name FROM groups WHERE id = ANY($1::uuid[])", ids
-        )}
+    names = dict(known)
+    unknown = [uuid.UUID(str(k)) for k in groups if k is not None and str(k) not in names]
+    if unknown:
+        names.update({str(r["id"]): r["name"] for r in await connection.fetch(
+            "SELECT id, name FROM groups WHERE id = ANY($1::uuid[])", unknown
+        )})
+    if groups:
         out["group"] = {("none" if k is None else names.get(str(k), str(k))): v for k, v in groups.items()}
     return out
 

@@ -24,13 +24,18 @@ VIEW_COLUMNS = (
 )
 
 
-def ticket_from_row(row: Any) -> TicketOut:
-    """`TicketOut` from a row of VIEW_COLUMNS."""
+def ticket_values(row: Any) -> dict[str, Any]:
+    """The fields of `TicketOut` (or a model extending it) from a row of VIEW_COLUMNS."""
     values = dict(row)
     score, comment, rated_at = (values.pop(c.key) for c in SATISFACTION_COLUMNS)
     if score is not None:
         values["satisfaction"] = {"score": score, "comment": comment, "rated_at": rated_at}
-    return TicketOut.model_validate(values)
+    return values
+
+
+def ticket_from_row(row: Any) -> TicketOut:
+    """`TicketOut` from a row of VIEW_COLUMNS."""
+    return TicketOut.model_validate(ticket_values(row))
 
 _SELECT_ALL = f"SELECT {', '.join(c.key for c in VIEW_COLUMNS)} FROM {Ticket.__tablename__}"
 _SELECT = _SELECT_ALL + " WHERE deleted_at IS NULL AND "

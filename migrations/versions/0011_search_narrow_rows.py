@@ -1,0 +1,39 @@
+"""search rows without the highlight text, their documents out of line
+
+`ticket_search.body` (a copy of every ticket's text, kept for snippets) goes: snippets are cut
+from the ticket's own description and comments for the few tickets a page shows. Documents move
+out of the row (toast_tuple_target 128), so the rows a query visits for its filters, count and
+facets are a few hundred bytes and stay cached; the subject vector stays in the row, where every
+match reads it for ranking. The words index stops using a pending list, which every query
+would scan until the next clean-up. Rows written before this are narrowed when they are next
+indexed; `helpdesk reindex` does all at once.
+
+Revision ID: 0011
+Revises: 0010
+Create Date: 2026-11-30
+"""
+from __future__ import annotations
+
+from alembic import op
+
+
+revision = '0011'
+down_revision = '0010'
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    op.execute("ALTER TABLE ticket_search DROP COLUMN body")
+    op.execute("ALTER TABLE ticket_search SET (toast_tuple_target = 128)")
+    op.execute("ALTER TABLE ticket_search ALTER COLUMN title SET STORAGE MAIN")
+    op.execute("ALTER INDEX ix_ticket_search_document SET (fastupdate = off)")
+
+
+def downgrade() -> None:
+    op.execute("ALTER INDEX ix_ticket_search_document RESET (fastupdate)")
+    op.execute("ALTER TABLE ticket_search ALTER COLUMN title SET STORAGE EXTENDED")
+    op.execute("ALTER TABLE ticket_search RESET (toast_tuple_target)")
+    # filled again by the next `helpdesk reindex`; empty until then (snippets show the start)
+    op.execute("ALTER TABLE ticket_search ADD COLUMN body text NOT NULL DEFAULT ''")
+    op.execute("ALTER TABLE ticket_search ALTER COLUMN body DROP DEFAULT")
