@@ -155,8 +155,9 @@ shown AS (
     -- the row past the page only tells that there is a next page: no snippet for it
     SELECT p.ticket_id, p.score, p.updated_at, CASE WHEN p.n <= {shown_limit} THEN {headline} END AS headline
     FROM numbered p JOIN ticket_search s ON s.ticket_id = p.ticket_id, q
-)
-{_RESULT.format(matches="m", total="(SELECT count(*) FROM m)")}
+),
+{_COMBINATIONS}
+{_RESULT}
 """
         rows = await connection.fetch(statement, *sql.params, timeout=SEARCH_TIMEOUT)
         return _page(rows, limit, fingerprint, approximate=False)
@@ -178,11 +179,12 @@ WITH page AS (
 ),
 shown AS (SELECT p.ticket_id, p.score, p.updated_at, s.subject AS headline
           FROM page p JOIN ticket_search s ON s.ticket_id = p.ticket_id),
-m AS MATERIALIZED (
+m AS (
     SELECT s.status, s.priority, s.channel, s.group_id FROM ticket_search s
     WHERE {condition} LIMIT {EXACT_COUNT_LIMIT + 1}
-)
-{_RESULT.format(matches="m", total="(SELECT count(*) FROM m)")}
+),
+{_COMBINATIONS}
+{_RESULT}
 """
         rows = await connection.fetch(statement, *sql.params, timeout=SEARCH_TIMEOUT)
         return _page(rows, limit, fingerprint, approximate=rows[0]["total"] > EXACT_COUNT_LIMIT)
@@ -190,18 +192,23 @@ m AS MATERIALIZED (
 
 _ORDER = "score DESC, updated_at DESC, ticket_id DESC"
 _TICKET_COLUMNS = ", ".join(f"t.{c.key}" for c in VIEW_COLUMNS)
-# the count and the facets of `{matches}` (groups with their names), then the page from `shown`
-# with each ticket as the API shows it: one round trip. At least one row, even with no hits.
+# the matches `m` counted once by all four facet fields together (a few hundred rows at most):
+# the count and each facet are sums over these, not passes over every match
+_COMBINATIONS = """combinations AS (
+    SELECT status, priority, channel, group_id, count(*) AS n FROM m GROUP BY 1, 2, 3, 4
+)"""
+# the count and the facets (groups with their names), then the page from `shown` with each
+# ticket as the API shows it: one round trip. At least one row, even with no hits.
 _RESULT = f"""
 SELECT a.total, a.facets, h.*
-FROM (SELECT {{total}} AS total, (
+FROM (SELECT (SELECT coalesce(sum(n), 0)::bigint FROM combinations) AS total, (
     SELECT array_agg(ARRAY[f.k, f.n::text, g.name]) FROM (
         SELECT CASE WHEN GROUPING(status) = 0 THEN 'status:' || status
                     WHEN GROUPING(priority) = 0 THEN 'priority:' || priority
                     WHEN GROUPING(channel) = 0 THEN 'channel:' || channel
                     ELSE 'group:' || coalesce(group_id::text, 'none') END AS k,
-               GROUPING(group_id) AS by_group, group_id, count(*) AS n
-        FROM {{matches}} GROUP BY GROUPING SETS ((status), (priority), (channel), (group_id))
+               GROUPING(group_id) AS by_group, group_id, sum(n) AS n
+        FROM combinations GROUP BY GROUPING SETS ((status), (priority), (channel), (group_id))
     ) f LEFT JOIN groups g ON f.by_group = 0 AND g.id = f.group_id
 ) AS facets) a
 LEFT JOIN LATERAL (
