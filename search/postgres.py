@@ -251,14 +251,15 @@ def _headline(sql: _Sql, words: list[str]) -> str:
     description = "(SELECT t.description FROM tickets t WHERE t.id = p.ticket_id)"
     if words:
         pattern = sql.bind("\\m(?:" + "|".join(_regex_literal(w) for w in words) + ")", "::text")
-        # the first text where a word starts as written (any case), else accent-folded; the
-        # comments in their index's order, so the scan stops at the first that matches
-        texts = ("(SELECT 0 AS k, t.description AS text, NULL::timestamptz AS at FROM tickets t"
-                 " WHERE t.id = p.ticket_id UNION ALL SELECT 1, c.body, c.created_at"
-                 " FROM ticket_comments c WHERE c.ticket_id = p.ticket_id) x")
-        text = (f"coalesce((SELECT x.text FROM {texts} WHERE x.text ~* {pattern} ORDER BY x.k, x.at LIMIT 1),"
-                f" (SELECT x.text FROM {texts} WHERE helpdesk_unaccent(x.text) ~* {pattern}"
-                f" ORDER BY x.k, x.at LIMIT 1), {description})")
+        # the first text where a word starts as written (any case), else accent-folded: the
+        # description, then the comments along their index, so the scan stops at the first
+        first = [
+            f"(SELECT t.description FROM tickets t WHERE t.id = p.ticket_id AND {folded}(t.description) ~* {pattern})"
+            f", (SELECT c.body FROM ticket_comments c WHERE c.ticket_id = p.ticket_id"
+            f" AND {folded}(c.body) ~* {pattern} ORDER BY c.created_at LIMIT 1)"
+            for folded in ("", "helpdesk_unaccent")
+        ]
+        text = f"coalesce({', '.join(first)}, {description})"
         # positions in the folded text may differ by a letter or two (ß ▸ ss): within the window
         at = (f"coalesce(nullif(regexp_instr(f.text, {pattern}, 1, 1, 0, 'i'), 0),"
               f" nullif(regexp_instr(helpdesk_unaccent(f.text), {pattern}, 1, 1, 0, 'i'), 0), 1)")
