@@ -160,3 +160,30 @@ def test_the_reindex_command_prints_a_count(fresh_db: Database, tmp_path: Path) 
         capture_output=True, text=True, timeout=120,
     )
     assert wrong.returncode == 1 and "HELPDESK_MEILI_URL" in wrong.stderr and "Traceback" not in wrong.stderr
+
+
+async def test_a_ticket_deleted_before_the_indexer_saw_it_is_never_shown(fresh_db: Database) -> None:
+    """Between a deletion and its indexing the document is still there: the page leaves the
+    ticket out, and the cursor still walks past its place."""
+    from search.service import SearchService
+
+    ids = [await make_ticket(fresh_db, f"Albatross {n}", "sea bird") for n in range(3)]
+    indexer = SearchIndexer(fresh_db, PostgresSearch(), Metrics())
+    await indexer.handle_batch(await events(fresh_db))
+    assert await indexer.drain() == 3
+    async with fresh_db.unit_of_work() as session:  # no event: the indexer is not told
+        await session.execute(text("UPDATE tickets SET deleted_at = now() WHERE id = :t"), {"t": ids[1]})
+    service = SearchService(PostgresSearch())
+    seen: list[uuid.UUID] = []
+    cursor = None
+    async with fresh_db.read_only() as session:
+        whole = await service.tickets(session, "albatross", viewer_id=None, limit=10)
+        for _ in range(3):
+            page = await service.tickets(session, "albatross", viewer_id=None, limit=1, cursor=cursor)
+            seen += [r.id for r in page.results]
+            cursor = page.next_cursor
+            if cursor is None:
+                break
+    assert {r.id for r in whole.results} == {ids[0], ids[2]}
+    assert sorted(seen) == sorted([ids[0], ids[2]]) and cursor is None
+    assert all("<mark>" in r.highlight for r in whole.results)
