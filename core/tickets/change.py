@@ -5,6 +5,7 @@ who made it and through what. `TicketChangeService` opens one per change and set
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+import uuid
 from typing import Any
 
 from core.actor import Actor
@@ -38,6 +39,15 @@ class Change:
     event: str = "updated"  # or created
     before: dict[str, Any] = field(default_factory=dict)  # empty for a new ticket
     comment: CommentFacts | None = None
+    # what the built-in mails need to know about mail that made the change (acknowledgements)
+    mail_kind: str | None = None
+    sending_host: str | None = None
+    verified: bool = True
+    # who set the assignee last in this change (None: a trigger or automation did)
+    assigned_by: uuid.UUID | None = None
+
+    def __post_init__(self) -> None:
+        self.assigned_by = self.actor.id
 
     @classmethod
     def of(cls, ticket: Ticket, actor: Actor, via: str) -> Change:

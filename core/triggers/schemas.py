@@ -94,18 +94,34 @@ class Conditions(BaseModel):
     any: list[Condition] = Field(default_factory=list, max_length=50)
 
 
+# the built-in mails a notification can send (outbound/templates), and to whom each may go
+BUILTIN_TEMPLATES: dict[str, tuple[str, ...]] = {
+    "ticket_created": ("requester",),
+    "ticket_assigned": ("assignee", "group"),
+    "ticket_new_comment": ("requester", "assignee", "group"),
+    "ticket_status_changed": ("requester",),
+}
+
+
 class Notification(BaseModel):
-    """A mail a trigger sends: jinja2 templates with `ticket`, `requester`, `comment`, `agent`."""
+    """A mail a trigger sends: jinja2 templates with `ticket`, `requester`, `comment`, `agent`.
+
+    With `template`, one of the built-in mails (the seeded default triggers use these);
+    `subject` and `body`, if given, replace its subject and text. Without, both are needed."""
 
     model_config = ConfigDict(extra="forbid")
 
-    subject: Annotated[str, StringConstraints(min_length=1, max_length=998)]
-    body: Annotated[str, StringConstraints(min_length=1, max_length=65_536)]
+    template: Literal["ticket_created", "ticket_assigned", "ticket_new_comment", "ticket_status_changed"] | None = None
+    subject: Annotated[str, StringConstraints(min_length=1, max_length=998)] | None = None
+    body: Annotated[str, StringConstraints(min_length=1, max_length=65_536)] | None = None
 
     @model_validator(mode="after")
     def _templates_parse(self) -> Notification:
+        if self.template is None and (self.subject is None or self.body is None):
+            raise ValueError("a notification needs a subject and a body (or a built-in template)")
         for name in ("subject", "body"):
-            problem = template_problem(getattr(self, name))
+            source = getattr(self, name)
+            problem = template_problem(source) if source is not None else None
             if problem:
                 raise ValueError(f"{name} is not a valid template ({problem})")
         return self
@@ -138,7 +154,11 @@ class TriggerAction(BaseModel):
 
     def _checked_value(self) -> Any:
         if self.field in NOTIFY_ACTIONS:
-            return Notification.model_validate(self.value).model_dump()
+            notification = Notification.model_validate(self.value)
+            audience = self.field.removeprefix("notify_")
+            if notification.template and audience not in BUILTIN_TEMPLATES[notification.template]:
+                raise ValueError(f"{notification.template} is not sent by {self.field}")
+            return notification.model_dump(exclude_none=True)
         if self.field in ("add_tags", "remove_tags"):
             value = self.value if isinstance(self.value, list) else [self.value]
             return TicketUpdate.model_validate({"tags": value}).tags

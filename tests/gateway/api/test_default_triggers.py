@@ -1,0 +1,129 @@
+"""The default notifications are seeded triggers: listed, editable, deactivatable, seeded once.
+
+A database of its own (the session's shared one must keep its defaults as they are): mail in
+over SMTP, the acknowledgement out over SMTP to a local sink, a restart on the same database.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import aiohttp
+import pytest
+from sqlalchemy import func, select
+
+from core.events import OutboundDelivery, OutboxEvent
+from core.migrate import upgrade
+from core.setup_steps import SetupStep
+from core.triggers.defaults import DEFAULT_TRIGGERS
+from tests.gateway.test_conversations import deliver, email
+from tests.outbound.support import SmtpSink, eventually
+from tests.support.gateway import Running, make_settings, running_gateway
+from tests.support.postgres import create_database, drop_database
+
+ACK = "Notify requester of received request"
+
+
+@pytest.fixture
+async def own_database(pg_server: str) -> AsyncIterator[str]:
+    url = await create_database(pg_server)
+    await upgrade(url)
+    yield url
+    await drop_database(pg_server, url)
+
+
+def start(url: str, tmp_path: Path, sink: SmtpSink):  # type: ignore[no-untyped-def]
+    return running_gateway(make_settings(
+        url, tmp_path / "data", smtp_relay=sink.relay, mail_retry_seconds=0.2, outbox_poll_seconds=0.05,
+    ))
+
+
+async def triggers_by_title(client: aiohttp.ClientSession) -> dict[str, dict]:
+    response = await client.get("/api/v1/triggers?limit=100")
+    assert response.status == 200
+    body = await response.json()
+    return {t["title"]: t for t in body["triggers"]}
+
+
+async def new_ticket_mail(gw: Running, subject: str) -> tuple[str, uuid.UUID]:
+    address = f"req-{uuid.uuid4().hex[:8]}@customer.test"
+    raw, _ = email(f"Rita <{address}>", subject, "The printer is on fire.")
+    inbound = await deliver(gw, raw)
+    assert inbound.ticket_id is not None
+    return address, inbound.ticket_id
+
+
+async def mailed(gw: Running, ticket_id: uuid.UUID) -> list[OutboundDelivery]:
+    """The ticket's deliveries, once all its events went through the in-process mailer."""
+    async def published() -> bool:
+        async with gw.db.unit_of_work() as session:
+            left = await session.scalar(select(func.count()).select_from(OutboxEvent).where(
+                OutboxEvent.key == str(ticket_id), OutboxEvent.published_at.is_(None)))
+        return left == 0
+    await eventually(published, what="the ticket's events handled")
+    async with gw.db.unit_of_work() as session:
+        return list(await session.scalars(select(OutboundDelivery).where(OutboundDelivery.ticket_id == ticket_id)))
+
+
+async def test_defaults_are_listed_edited_deactivated_and_seeded_only_once(
+    own_database: str, tmp_path: Path, sink: SmtpSink,
+) -> None:
+    async with start(own_database, tmp_path, sink) as gw, gw.http() as client:
+        found = await triggers_by_title(client)
+        assert set(found) == {d["title"] for d in DEFAULT_TRIGGERS}
+        ack = found[ACK]
+        assert ack["active"] and ack["actions"] == [
+            {"field": "notify_requester", "value": {"template": "ticket_created"}, "public": True}
+        ]
+
+        # as seeded: today's acknowledgement, threaded to the customer's message
+        address, _ = await new_ticket_mail(gw, "Printer on fire")
+        [first] = await sink.wait_for(address)
+        assert first.message["Subject"].endswith("] Printer on fire")
+        assert first.message["Auto-Submitted"] == "auto-replied" and first.message["In-Reply-To"]
+
+        # an admin's subject and text replace the built-in ones; everything else stays
+        response = await client.put(f"/api/v1/triggers/{ack['id']}", json={"actions": [{
+            "field": "notify_requester", "value": {
+                "template": "ticket_created", "subject": "Got it: {{ ticket.subject }}",
+                "body": "Dear {{ requester.name }}, ticket {{ ticket.number }} is ours now.",
+            },
+        }]})
+        assert response.status == 200, await response.text()
+        address, _ = await new_ticket_mail(gw, "Scanner jammed")
+        [edited] = await sink.wait_for(address)
+        number = edited.message["X-Helpdesk-Ticket"]
+        assert edited.message["Subject"] == f"[#{number}] Got it: Scanner jammed"
+        assert f"Dear Rita, ticket {number} is ours now." in edited.message.get_body(("plain",)).get_content()
+        assert edited.message["Auto-Submitted"] == "auto-replied" and edited.message["In-Reply-To"]
+        assert "+" in edited.message["Reply-To"]  # the reply token
+
+        # a built-in mail only goes where its rules allow: an acknowledgement is the requester's
+        response = await client.put(f"/api/v1/triggers/{ack['id']}", json={"actions": [
+            {"field": "notify_group", "value": {"template": "ticket_created"}},
+        ]})
+        assert response.status == 422
+
+        # deactivated: no acknowledgement at all
+        response = await client.put(f"/api/v1/triggers/{ack['id']}", json={"active": False})
+        assert response.status == 200
+        address, ticket_id = await new_ticket_mail(gw, "Fax silent")
+        assert await mailed(gw, ticket_id) == [] and sink.to(address) == []
+
+        note = found["Notify assignee of internal note"]
+        assert (await client.delete(f"/api/v1/triggers/{note['id']}")).status == 204
+
+    # a restart seeds nothing again: the deleted default stays deleted, the edited one as edited
+    async with start(own_database, tmp_path, sink) as gw, gw.http() as client:
+        again = await triggers_by_title(client)
+        assert set(again) == {d["title"] for d in DEFAULT_TRIGGERS} - {"Notify assignee of internal note"}
+        assert again[ACK]["active"] is False and again[ACK]["actions"][0]["value"]["subject"].startswith("Got it")
+        async with gw.db.unit_of_work() as session:
+            assert await session.scalar(select(func.count()).select_from(SetupStep)) == 1
+        # and active again: acknowledgements as before
+        assert (await client.put(f"/api/v1/triggers/{again[ACK]['id']}", json={"active": True})).status == 200
+        address, _ = await new_ticket_mail(gw, "Back on")
+        [back] = await sink.wait_for(address)
+        assert back.message["Subject"].endswith("Got it: Back on")
