@@ -8,13 +8,20 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import AsyncIterator
+from email.utils import getaddresses
 from pathlib import Path
 
 import aiohttp
 import pytest
 from sqlalchemy import func, select
 
+from core.agents.service import agent_service
+from core.audit.models import TicketAuditLog
+from core.enums import AgentRole
 from core.events import OutboundDelivery, OutboxEvent
+from core.mail.addresses import split_address
+from core.mail.tokens import INTERNAL, token_scope
+from core.secrets import REPLY_TOKEN_SECRET, server_secret
 from core.migrate import upgrade
 from core.setup_steps import SetupStep
 from core.triggers.defaults import DEFAULT_TRIGGERS
@@ -127,3 +134,56 @@ async def test_defaults_are_listed_edited_deactivated_and_seeded_only_once(
         address, _ = await new_ticket_mail(gw, "Back on")
         [back] = await sink.wait_for(address)
         assert back.message["Subject"].endswith("Got it: Back on")
+
+
+async def test_api_comments_are_mailed_by_the_comment_triggers(own_database: str, tmp_path: Path, sink: SmtpSink) -> None:
+    """JSON comments (the driver-written path) fire the seeded comment triggers in their own
+    statements: the requester gets a public reply, the assignee another agent's internal note
+    (with an internal reply token); with its trigger deactivated, the public reply is not mailed."""
+    async with start(own_database, tmp_path, sink) as gw, gw.http() as client:
+        async with gw.db.unit_of_work() as session:
+            assignee = await agent_service.create(
+                session, email=f"ada-{uuid.uuid4().hex[:6]}@agents.test", name="Ada", role=AgentRole.agent,
+            )
+        address, ticket_id = await new_ticket_mail(gw, "Printer on fire")
+        await sink.wait_for(address)  # the acknowledgement
+        url = f"/api/v1/tickets/{ticket_id}"
+        assert (await client.put(url, json={"assignee_id": str(assignee.id)})).status == 200
+        [assigned] = await sink.wait_for(assignee.email)
+        assert "assigned to you" in assigned.message.get_body(("plain",)).get_content()
+
+        assert (await client.post(f"{url}/comments", json={"body": "A new fuser is on its way."})).status == 201
+        [_, reply] = await sink.wait_for(address, 2)
+        assert "A new fuser is on its way." in reply.message.get_body(("plain",)).get_content()
+        assert reply.message["Auto-Submitted"] is None  # an agent's own words, not a robot's
+        response = await client.post(f"{url}/comments", json={"body": "Customer is grumpy.", "visibility": "internal"})
+        assert response.status == 201
+        [_, public_copy, note] = await sink.wait_for(assignee.email, 3)  # the agent's public reply, the note
+        assert "A new fuser" in public_copy.message.get_body(("plain",)).get_content()
+        assert "Customer is grumpy." in note.message.get_body(("plain",)).get_content()
+        token = split_address(next(a for _, a in getaddresses([note.message["Reply-To"]])))[1]
+        async with gw.db.unit_of_work() as session:
+            secret = await server_secret(session, REPLY_TOKEN_SECRET)
+        assert token_scope(secret, token, ticket_id=ticket_id, address=assignee.email) == INTERNAL
+        fired = [a.changes["trigger"]["title"] for a in await audits(gw, ticket_id) if a.action == "trigger"]
+        assert fired == [
+            ACK, "Notify assignee of assignment", "Notify requester and followers of public comment",
+            "Notify assignee of public comment", "Notify assignee of internal note",
+        ]
+
+        found = await triggers_by_title(client)
+        public = found["Notify requester and followers of public comment"]
+        assert (await client.put(f"/api/v1/triggers/{public['id']}", json={"active": False})).status == 200
+        assert (await client.post(f"{url}/comments", json={"body": "Silence."})).status == 201
+        await mailed(gw, ticket_id)
+        [*_, copy] = await sink.wait_for(assignee.email, 4)  # the assignee's trigger is still on
+        assert "Silence." in copy.message.get_body(("plain",)).get_content()
+        assert len(sink.to(address)) == 2
+
+
+async def audits(gw: Running, ticket_id: uuid.UUID) -> list[TicketAuditLog]:
+    async with gw.db.unit_of_work() as session:
+        return list(await session.scalars(
+            select(TicketAuditLog).where(TicketAuditLog.ticket_id == ticket_id)
+            .order_by(TicketAuditLog.created_at, TicketAuditLog.id)
+        ))
