@@ -23,8 +23,11 @@ from core.enums import AuthorType, TicketPriority, TicketStatus
 from core.audit.service import audit_service
 from core.sla.models import SlaPolicy, TicketSlaTarget
 from core.sla.schemas import SlaFilter
+from core.tickets.change import Change
+from core.tickets.changes import ticket_changes
 from core.tickets.models import Ticket
 from core.tickets.service import snapshot
+from core.triggers.runner import TRIGGER_ACTOR
 
 log = logging.getLogger(__name__)
 
@@ -173,4 +176,20 @@ async def mark_breaches(session: AsyncSession, *, now: datetime, limit: int = 20
         .values(sla_breach_at=running, updated_at=Ticket.updated_at)
         .execution_options(synchronize_session=False)
     )
+    await _run_breach_triggers(session, targets, tickets)
     return [t.metric for t in targets]
+
+
+async def _run_breach_triggers(
+    session: AsyncSession, targets: list[TicketSlaTarget], tickets: dict[Any, Ticket],
+) -> None:
+    """Each breach is a change of its own (`event: sla_breached`, its `sla_metric`): triggers
+    that ask for it act in this transaction (escalate, notify)."""
+    for target in targets:
+        ticket = tickets[target.ticket_id]
+        if ticket.deleted_at is not None or ticket.status is TicketStatus.closed:
+            continue
+        await session.refresh(ticket)  # its new sla_breach_at, written above
+        change = Change.of(ticket, TRIGGER_ACTOR, "sla")
+        change.event, change.sla_metric = "sla_breached", target.metric
+        await ticket_changes.settle(session, change)

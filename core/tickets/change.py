@@ -36,13 +36,15 @@ class Change:
     ticket: Ticket
     actor: Actor
     via: str
-    event: str = "updated"  # or created
+    event: str = "updated"  # or created, sla_breached, satisfaction_rated
     before: dict[str, Any] = field(default_factory=dict)  # empty for a new ticket
     comment: CommentFacts | None = None
     # what the built-in mails need to know about mail that made the change (acknowledgements)
     mail_kind: str | None = None
     sending_host: str | None = None
     verified: bool = True
+    sla_metric: str | None = None  # sla_breached: the target that passed
+    satisfaction_score: str | None = None  # satisfaction_rated: good | bad
     # who set the assignee last in this change (None: a trigger or automation did)
     assigned_by: uuid.UUID | None = None
 

@@ -114,7 +114,8 @@ def facts_of(change: Change, requester_email: str) -> Facts:
     ticket = TicketOut.model_validate(change.ticket).model_dump(mode="json")
     return Facts(
         event=change.event, ticket=ticket, changes=change.changes(), comment=change.comment,
-        via=via_kind(change.via), requester_email=requester_email,
+        via=via_kind(change.via), requester_email=requester_email, sla_metric=change.sla_metric,
+        satisfaction_score=change.satisfaction_score,
     )
 
 

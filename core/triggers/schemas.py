@@ -28,20 +28,24 @@ TICKET_FIELDS = (
 ConditionField = Literal[
     "event", "status", "priority", "type", "channel", "group_id", "assignee_id", "requester_id",
     "requester_email", "requester_domain", "organization_id", "tags", "subject",
-    "comment_text", "comment_visibility", "comment_author_type", "via",
+    "comment_text", "comment_visibility", "comment_author_type", "via", "sla_metric", "satisfaction_score",
 ]
 Operator = Literal[
     "is", "is_not", "contains", "not_contains", "changed", "changed_to", "changed_from",
     "less_than", "greater_than", "includes_any", "includes_none",
 ]
 VIA = ("email", "api", "macro", "trigger", "automation")
-EVENTS = ("created", "updated")
+# sla_breached: a target of the ticket passed unmet (its `sla_metric`); satisfaction_rated: the
+# requester rated the ticket (`satisfaction_score`)
+EVENTS = ("created", "updated", "sla_breached", "satisfaction_rated")
+SLA_METRICS = ("first_reply_time", "next_reply_time", "resolution_time")
 ENUM_VALUES: dict[str, tuple[str, ...]] = {
     "event": EVENTS, "via": VIA,
     "status": tuple(s.value for s in TicketStatus), "priority": tuple(p.value for p in TicketPriority),
     "type": tuple(t.value for t in TicketType), "channel": tuple(c.value for c in Channel),
     "comment_visibility": tuple(v.value for v in Visibility),
     "comment_author_type": tuple(a.value for a in AuthorType),
+    "sla_metric": SLA_METRICS, "satisfaction_score": ("good", "bad"),
 }
 TEXT_FIELDS = ("subject", "comment_text", "requester_email", "requester_domain")
 CHANGE_OPERATORS = ("changed", "changed_to", "changed_from")
