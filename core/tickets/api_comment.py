@@ -72,7 +72,7 @@ def check_comment(status: TicketStatus, number: int, data: CommentIn, actor: Act
 
 # the active triggers ride along with the ticket lookup: no extra round trip for them
 _TRIGGERS = literal_column(
-    f"(SELECT coalesce(jsonb_agg(jsonb_build_array(id, title, conditions, actions) ORDER BY position, created_at),"
+    f"(SELECT coalesce(jsonb_agg(jsonb_build_array(id, title, conditions, actions, updated_at) ORDER BY position, created_at),"
     f" '[]'::jsonb) FROM {Trigger.__tablename__} WHERE active)"
 )
 
@@ -142,7 +142,7 @@ async def add_fast_comment(
             for trigger in fired:
                 audits.append((uuid.uuid4(), ticket_id, "system", None, "trigger", json.dumps(notification_audit(trigger)), "trigger"))
                 for action in trigger.actions:
-                    note_id, note = events.event_payload(events.TOPIC_NOTIFICATION, payload["ticket"], **notification_fields(
+                    note_id, note = events.event_payload(events.TOPIC_NOTIFICATION, snapshot, **notification_fields(
                         "api", "trigger", trigger, action, comment=comment, actor_id=actor_id,
                     ))
                     outbox.append((note_id, events.TOPIC_NOTIFICATION, str(ticket_id), json.dumps(note)))

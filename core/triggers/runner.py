@@ -85,25 +85,56 @@ class TriggerFailed(Exception):
     """An action that cannot be carried out (the trigger is skipped, with this reason)."""
 
 
+class ParsedTriggers:
+    """Triggers as read, by (id, updated_at): a version of a trigger is validated once per
+    process, not on every change (the API comment path reads them with every request).
+    Bounded: past MAX entries (old versions) it starts again."""
+
+    MAX = 2_000
+
+    def __init__(self) -> None:
+        self._parsed: dict[tuple[str, str], LoadedTrigger | None] = {}
+
+    def parse(self, rows: Sequence[Any]) -> list[LoadedTrigger]:
+        """Rows of (id, title, conditions, actions[, updated_at]); one that cannot be read is skipped."""
+        loaded = []
+        for row in rows:
+            key = (str(row[0]), str(row[4])) if len(row) > 4 and row[4] is not None else None
+            trigger = self._parsed.get(key) if key is not None else None
+            if trigger is None:
+                trigger = _parse(row)
+                if key is not None and trigger is not None:
+                    if len(self._parsed) >= self.MAX:
+                        self._parsed.clear()
+                    self._parsed[key] = trigger
+            if trigger is not None:
+                loaded.append(trigger)
+        return loaded
+
+
+def _parse(row: Sequence[Any]) -> LoadedTrigger | None:
+    try:
+        return LoadedTrigger(
+            id=uuid.UUID(str(row[0])), title=row[1], conditions=Conditions.model_validate(row[2] or {}),
+            actions=[TriggerAction.model_validate(a) for a in row[3] or []],
+        )
+    except (ValidationError, ValueError) as exc:
+        log.error("trigger %s (%s) cannot be read and is skipped: %s", row[0], row[1], exc)
+        return None
+
+
+parsed_triggers = ParsedTriggers()
+
+
 def parse_triggers(rows: Sequence[Any]) -> list[LoadedTrigger]:
-    """Rows of (id, title, conditions, actions) as triggers; one that cannot be read is skipped."""
-    loaded = []
-    for row in rows:
-        try:
-            loaded.append(LoadedTrigger(
-                id=uuid.UUID(str(row[0])), title=row[1], conditions=Conditions.model_validate(row[2] or {}),
-                actions=[TriggerAction.model_validate(a) for a in row[3] or []],
-            ))
-        except (ValidationError, ValueError) as exc:
-            log.error("trigger %s (%s) cannot be read and is skipped: %s", row[0], row[1], exc)
-    return loaded
+    return parsed_triggers.parse(rows)
 
 
 async def active_triggers(session: AsyncSession) -> list[LoadedTrigger]:
     cached = session.info.get(_CACHE)
     if cached is None:
         rows = (await session.execute(
-            select(Trigger.id, Trigger.title, Trigger.conditions, Trigger.actions)
+            select(Trigger.id, Trigger.title, Trigger.conditions, Trigger.actions, Trigger.updated_at)
             .where(Trigger.active.is_(True)).order_by(Trigger.position, Trigger.created_at)
         )).all()
         cached = session.info[_CACHE] = parse_triggers(rows)
