@@ -1,4 +1,4 @@
-"""setup steps taken once per deployment (the default notification triggers)
+"""setup steps taken once per deployment (the default notification triggers); SLA warnings per target
 
 Revision ID: 0011
 Revises: 0010
@@ -22,7 +22,9 @@ def upgrade() -> None:
     sa.Column('done_at', sa.DateTime(timezone=True), server_default=sa.text('now()'), nullable=False),
     sa.PrimaryKeyConstraint('name', name=op.f('pk_setup_steps'))
     )
+    op.add_column('ticket_sla_targets', sa.Column('warned_at', sa.DateTime(timezone=True), nullable=True))
 
 
 def downgrade() -> None:
+    op.drop_column('ticket_sla_targets', 'warned_at')
     op.drop_table('setup_steps')
