@@ -1,4 +1,5 @@
-"""setup steps taken once per deployment (the default notification triggers); SLA warnings per target
+"""setup steps taken once per deployment (the default notification triggers); SLA warnings per
+target; extended statistics for the ticket statistics
 
 Revision ID: 0011
 Revises: 0010
@@ -23,8 +24,15 @@ def upgrade() -> None:
     sa.PrimaryKeyConstraint('name', name=op.f('pk_setup_steps'))
     )
     op.add_column('ticket_sla_targets', sa.Column('warned_at', sa.DateTime(timezone=True), nullable=True))
+    # GET /tickets/statistics groups tickets by these: how few combinations there are lets the
+    # planner hash them (it guessed one per ticket and sorted 200,000 rows on disk)
+    op.execute(
+        "CREATE STATISTICS st_tickets_breakdown (ndistinct) ON status, priority, channel, group_id, "
+        "((created_at AT TIME ZONE 'UTC')::date) FROM tickets"
+    )
 
 
 def downgrade() -> None:
+    op.execute("DROP STATISTICS IF EXISTS st_tickets_breakdown")
     op.drop_column('ticket_sla_targets', 'warned_at')
     op.drop_table('setup_steps')
