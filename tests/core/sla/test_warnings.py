@@ -1,4 +1,5 @@
-"""One SLA warning per target (first reply, next reply, resolution), by two schedulers at once."""
+"""One SLA warning per target (first reply, next reply, resolution), by two schedulers at once;
+the SLA totals on /metrics."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from core.jobs.scheduler import Jobs
 from core.metrics import Metrics
 from core.sla.models import TicketSlaTarget
 from tests.core.test_jobs import settings, unanswered
+from tests.support.gateway import Running
 
 
 async def warnings_of(db: Database, ticket_id: uuid.UUID) -> list[str]:
@@ -56,3 +58,47 @@ async def test_each_target_is_warned_once(db: Database, database_url: str, tmp_p
     finally:
         for scheduler in schedulers:
             await scheduler.db.dispose()
+
+
+def sla_lines(text: str) -> dict[tuple[str, str], float]:
+    """`helpdesk_sla_targets_total` and `_active` samples: (metric, outcome) -> value."""
+    found = {}
+    for line in text.splitlines():
+        if line.startswith(("helpdesk_sla_targets_total{", "helpdesk_sla_targets_active{")):
+            labels, value = line.rsplit(" ", 1)
+            pairs = dict(p.split("=", 1) for p in labels[labels.index("{") + 1:-1].split(","))
+            outcome = pairs.get("outcome", '"active"').strip('"')
+            found[(pairs["metric"].strip('"'), outcome)] = float(value)
+    return found
+
+
+async def test_metrics_count_what_compliance_counts(gateway: Running) -> None:
+    """The Prometheus totals are the compliance figures over all time, after a breach too."""
+    async with gateway.http() as client:
+        async def both() -> tuple[dict, dict]:
+            metrics = sla_lines(await (await client.get("/metrics")).text())
+            body = await (await client.get("/api/v1/sla/compliance", params={"from": "1970-01-02", "to": "9998-01-01"})).json()
+            expected = {
+                (metric, outcome): float(figures[outcome])
+                for metric, figures in body["metrics"].items() for outcome in ("achieved", "breached", "active")
+            }
+            return metrics, expected
+
+        ticket = await (await client.post("/api/v1/tickets", json={
+            "subject": "metrics", "description": "d", "requester": {"email": f"m-{uuid.uuid4().hex[:6]}@customer.test"},
+        })).json()
+        async with gateway.db.unit_of_work() as session:
+            session.add(TicketSlaTarget(
+                ticket_id=uuid.UUID(ticket["id"]), metric="next_reply_time", minutes=5,
+                started_at=utcnow() - timedelta(minutes=10), target_at=utcnow() - timedelta(minutes=5),
+            ))
+        metrics, expected = await both()
+        assert metrics == expected and metrics[("next_reply_time", "active")] >= 1
+        breached = metrics[("next_reply_time", "breached")]
+        jobs = Jobs(Database(gateway.db.url, pool_size=2), gateway.gateway.settings, Metrics())
+        try:
+            await jobs.run("sla_breaches")
+        finally:
+            await jobs.db.dispose()
+        metrics, expected = await both()
+        assert metrics == expected and metrics[("next_reply_time", "breached")] == breached + 1
