@@ -26,6 +26,11 @@ def upgrade() -> None:
     op.add_column('ticket_sla_targets', sa.Column('warned_at', sa.DateTime(timezone=True), nullable=True))
     # GET /tickets/statistics groups tickets by these: how few combinations there are lets the
     # planner hash them (it guessed one per ticket and sorted 200,000 rows on disk)
+    # solved per day, of tickets solved in a window whenever they were created
+    op.create_index(
+        'ix_tickets_solved_day', 'tickets', ['solved_at'], postgresql_include=['group_id'],
+        postgresql_where=sa.text('deleted_at IS NULL AND solved_at IS NOT NULL'),
+    )
     op.execute(
         "CREATE STATISTICS st_tickets_breakdown (ndistinct) ON status, priority, channel, group_id, "
         "((created_at AT TIME ZONE 'UTC')::date) FROM tickets"
@@ -34,5 +39,6 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     op.execute("DROP STATISTICS IF EXISTS st_tickets_breakdown")
+    op.drop_index('ix_tickets_solved_day', table_name='tickets')
     op.drop_column('ticket_sla_targets', 'warned_at')
     op.drop_table('setup_steps')
