@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 from sqlalchemy import Select, bindparam, literal_column, select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -30,7 +31,7 @@ from core.enums import AgentRole, AuthorType, TicketStatus, Visibility
 from core.errors import Conflict, Forbidden, NotFound
 from core.events import CommentFacts
 from core.tickets.models import Ticket, TicketComment
-from core.tickets.schemas import CommentIn, CommentOut
+from core.tickets.schemas import CommentIn, CommentOut, TicketOut
 from core.tickets.views import VIEW_COLUMNS, ticket_from_row, ticket_ref
 from core.sla.models import TicketSlaTarget
 from core.triggers.conditions import Facts, matches
@@ -99,6 +100,24 @@ _BY_NUMBER, _BY_ID = _lookup(True), _lookup(False)
 Settle = Callable[[AsyncSession, uuid.UUID, Facts, list[LoadedTrigger], Actor, bool], Awaitable[None]]
 
 
+def _notifications(
+    fired: list[LoadedTrigger], snapshot: TicketOut, comment: CommentFacts,
+) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]:
+    """The audit rows and outbox rows of notification triggers firing on this comment."""
+    audits: list[tuple[Any, ...]] = []
+    notes: list[tuple[Any, ...]] = []
+    for trigger in fired:
+        audits.append((
+            uuid.uuid4(), snapshot.id, "system", None, "trigger", json.dumps(notification_audit(trigger)), "trigger",
+        ))
+        for action in trigger.actions:
+            note_id, note = events.event_payload(events.TOPIC_NOTIFICATION, snapshot, **notification_fields(
+                "api", "trigger", trigger, action, comment=comment, actor_id=comment.author_id,
+            ))
+            notes.append((note_id, events.TOPIC_NOTIFICATION, str(snapshot.id), json.dumps(note)))
+    return audits, notes
+
+
 async def add_fast_comment(
     session: AsyncSession, ref: str, data: CommentIn, actor: Actor, *, settle: Settle
 ) -> CommentOut:
@@ -138,21 +157,14 @@ async def add_fast_comment(
         changes = {"comment": {"id": str(comment_id), "visibility": data.visibility.value}}
         outbox = [(event_id, events.TOPIC_COMMENTED, str(ticket_id), json.dumps(payload))]
         if inline and fired:
-            audits = [(uuid.uuid4(), ticket_id, actor.type.value, actor_id, "comment", json.dumps(changes), "api")]
-            for trigger in fired:
-                audits.append((uuid.uuid4(), ticket_id, "system", None, "trigger", json.dumps(notification_audit(trigger)), "trigger"))
-                for action in trigger.actions:
-                    note_id, note = events.event_payload(events.TOPIC_NOTIFICATION, snapshot, **notification_fields(
-                        "api", "trigger", trigger, action, comment=comment, actor_id=actor_id,
-                    ))
-                    outbox.append((note_id, events.TOPIC_NOTIFICATION, str(ticket_id), json.dumps(note)))
-            await connection.executemany(_AUDIT, audits)
+            audits, notes = _notifications(fired, snapshot, comment)
+            await connection.executemany(_AUDIT, [
+                (uuid.uuid4(), ticket_id, actor.type.value, actor_id, "comment", json.dumps(changes), "api"), *audits,
+            ])
+            await connection.executemany(_EVENT, outbox + notes)
         else:
             await connection.execute(_AUDIT_COMMENT, uuid.uuid4(), ticket_id, actor.type.value, actor_id, json.dumps(changes))
-        if len(outbox) == 1:
             await connection.execute(_EVENT, *outbox[0])
-        else:
-            await connection.executemany(_EVENT, outbox)
     if not inline:
         await settle(session, ticket_id, facts, triggers, actor, reply_due)
     return CommentOut(
