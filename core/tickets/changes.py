@@ -271,11 +271,11 @@ class TicketChangeService:
             numbers.append(source.number)
             change = Change.of(source, actor, "api:merge")
             source.merged_into_id = target.id
-            await ticket_service.add_comment(
+            change.commented(await ticket_service.add_comment(
                 session, ticket=source, author_type=actor.type, author_agent_id=actor.id,
                 body=data.source_comment or f"Merged into #{target.number}.",
                 visibility=Visibility.internal, via="api:merge",
-            )
+            ))
             await ticket_service.set_status(
                 session, source, TicketStatus.closed, actor_type=actor.type, actor_id=actor.id, via="api:merge",
             )
