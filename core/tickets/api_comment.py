@@ -53,13 +53,17 @@ _AUDIT_COMMENT = (
     f"INSERT INTO {TicketAuditLog.__tablename__} (id, ticket_id, actor_type, actor_id, action, changes, via) "
     "VALUES ($1, $2, $3, $4, 'comment', $5, 'api')"
 )
-# the comment's with the firings of notification triggers (action and via: `trigger`)
-_AUDIT = (
-    f"INSERT INTO {TicketAuditLog.__tablename__} (id, ticket_id, actor_type, actor_id, action, changes, via) "
-    "VALUES ($1, $2, $3, $4, $5, $6, $7)"
-)
 _EVENT = (
     f"INSERT INTO {events.OutboxEvent.__tablename__} (id, topic, key, payload) VALUES ($1, $2, $3, $4)"
+)
+# the comment's with the firings of notification triggers: one statement each, rows as arrays
+_AUDITS = (
+    f"INSERT INTO {TicketAuditLog.__tablename__} (id, ticket_id, actor_type, actor_id, action, changes, via) "
+    "SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::author_type[], $4::uuid[], $5::text[], $6::jsonb[], $7::text[])"
+)
+_EVENTS = (
+    f"INSERT INTO {events.OutboxEvent.__tablename__} (id, topic, key, payload) "
+    "SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::jsonb[])"
 )
 
 
@@ -158,10 +162,9 @@ async def add_fast_comment(
         outbox = [(event_id, events.TOPIC_COMMENTED, str(ticket_id), json.dumps(payload))]
         if inline and fired:
             audits, notes = _notifications(fired, snapshot, comment)
-            await connection.executemany(_AUDIT, [
-                (uuid.uuid4(), ticket_id, actor.type.value, actor_id, "comment", json.dumps(changes), "api"), *audits,
-            ])
-            await connection.executemany(_EVENT, outbox + notes)
+            rows = [(uuid.uuid4(), ticket_id, actor.type.value, actor_id, "comment", json.dumps(changes), "api"), *audits]
+            await connection.execute(_AUDITS, *map(list, zip(*rows)))
+            await connection.execute(_EVENTS, *map(list, zip(*(outbox + notes))))
         else:
             await connection.execute(_AUDIT_COMMENT, uuid.uuid4(), ticket_id, actor.type.value, actor_id, json.dumps(changes))
             await connection.execute(_EVENT, *outbox[0])
