@@ -118,6 +118,7 @@ class TicketChangeService:
         extra: dict[str, Any],
     ) -> None:
         """A trigger's or automation's field changes, as a step of `change` (no triggers of its own)."""
+        triggers_decide_mail(session)  # an automation acts before its change is settled
         assignee = change.ticket.assignee_id
         await self._update(session, change.ticket, data, actor, via=via, extra=extra)
         if change.ticket.assignee_id != assignee:

@@ -8,22 +8,28 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import AsyncIterator
+from datetime import timedelta
 from email.utils import getaddresses
 from pathlib import Path
 
 import aiohttp
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 
 from core.agents.service import agent_service
 from core.audit.models import TicketAuditLog
+from core.clock import utcnow
+from core.db import Database
 from core.enums import AgentRole
 from core.events import OutboundDelivery, OutboxEvent
 from core.mail.addresses import split_address
 from core.mail.tokens import INTERNAL, token_scope
 from core.secrets import REPLY_TOKEN_SECRET, server_secret
+from core.jobs.scheduler import Jobs
+from core.metrics import Metrics
 from core.migrate import upgrade
 from core.setup_steps import SetupStep
+from core.tickets.models import Ticket
 from core.triggers.defaults import DEFAULT_TRIGGERS
 from tests.gateway.test_conversations import deliver, email
 from tests.outbound.support import SmtpSink, eventually
@@ -187,3 +193,31 @@ async def audits(gw: Running, ticket_id: uuid.UUID) -> list[TicketAuditLog]:
             select(TicketAuditLog).where(TicketAuditLog.ticket_id == ticket_id)
             .order_by(TicketAuditLog.created_at, TicketAuditLog.id)
         ))
+
+
+async def test_an_automation_that_solves_mails_the_requester_once(
+    own_database: str, tmp_path: Path, sink: SmtpSink,
+) -> None:
+    """The automation's change is announced by the default trigger only (not also by its event)."""
+    async with start(own_database, tmp_path, sink) as gw, gw.http() as client:
+        address, ticket_id = await new_ticket_mail(gw, "Old one")
+        await sink.wait_for(address)
+        response = await client.post("/api/v1/automations", json={
+            "title": "solve old tickets", "conditions": {"all": [
+                {"field": "hours_since_created", "operator": "greater_than", "value": 1},
+                {"field": "status", "operator": "is", "value": "new"},
+            ]}, "actions": [{"field": "status", "value": "solved"}],
+        })
+        assert response.status == 201, await response.text()
+        async with gw.db.unit_of_work() as session:
+            await session.execute(update(Ticket).where(Ticket.id == ticket_id).values(
+                created_at=utcnow() - timedelta(hours=2)))
+        jobs = Jobs(Database(gw.db.url, pool_size=2), gw.gateway.settings, Metrics())
+        try:
+            await jobs.run("automations")
+        finally:
+            await jobs.db.dispose()
+        deliveries = await mailed(gw, ticket_id)
+        assert sorted(d.template for d in deliveries) == ["ticket_created", "ticket_status_changed"]
+        [_, solved] = await sink.wait_for(address, 2)
+        assert "as solved" in solved.message.get_body(("plain",)).get_content()
