@@ -233,10 +233,15 @@ def build(topic: str, ticket: TicketOut | dict[str, Any], **fields: Any) -> _Eve
     return MODELS[topic].model_validate({"ticket": ticket, **fields})
 
 
-def event_payload(topic: str, ticket: TicketOut | dict[str, Any], **fields: Any) -> tuple[uuid.UUID, dict[str, Any]]:
-    """An event's id and its message, as consumers receive it."""
+def event_payload(
+    topic: str, ticket: TicketOut | dict[str, Any], *, ticket_json: dict[str, Any] | None = None, **fields: Any,
+) -> tuple[uuid.UUID, dict[str, Any]]:
+    """An event's id and its message, as consumers receive it. `ticket_json`: the ticket as
+    another event of the same change already carries it (not serialized a second time)."""
     event = build(topic, ticket, **fields)
-    return event.event_id, event.model_dump(mode="json")
+    if ticket_json is None:
+        return event.event_id, event.model_dump(mode="json")
+    return event.event_id, {**event.model_dump(mode="json", exclude={"ticket"}), "ticket": ticket_json}
 
 
 def parse_event(payload: dict[str, Any]) -> Event | None:

@@ -105,7 +105,7 @@ Settle = Callable[[AsyncSession, uuid.UUID, Facts, list[LoadedTrigger], Actor, b
 
 
 def _notifications(
-    fired: list[LoadedTrigger], snapshot: TicketOut, comment: CommentFacts,
+    fired: list[LoadedTrigger], snapshot: TicketOut, ticket_json: dict[str, Any], comment: CommentFacts,
 ) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]:
     """The audit rows and outbox rows of notification triggers firing on this comment."""
     audits: list[tuple[Any, ...]] = []
@@ -115,9 +115,11 @@ def _notifications(
             uuid.uuid4(), snapshot.id, "system", None, "trigger", json.dumps(notification_audit(trigger)), "trigger",
         ))
         for action in trigger.actions:
-            note_id, note = events.event_payload(events.TOPIC_NOTIFICATION, snapshot, **notification_fields(
-                "api", "trigger", trigger, action, comment=comment, actor_id=comment.author_id,
-            ))
+            note_id, note = events.event_payload(
+                events.TOPIC_NOTIFICATION, snapshot, ticket_json=ticket_json, **notification_fields(
+                    "api", "trigger", trigger, action, comment=comment, actor_id=comment.author_id,
+                ),
+            )
             notes.append((note_id, events.TOPIC_NOTIFICATION, str(snapshot.id), json.dumps(note)))
     return audits, notes
 
@@ -161,7 +163,7 @@ async def add_fast_comment(
         changes = {"comment": {"id": str(comment_id), "visibility": data.visibility.value}}
         outbox = [(event_id, events.TOPIC_COMMENTED, str(ticket_id), json.dumps(payload))]
         if inline and fired:
-            audits, notes = _notifications(fired, snapshot, comment)
+            audits, notes = _notifications(fired, snapshot, payload["ticket"], comment)
             rows = [(uuid.uuid4(), ticket_id, actor.type.value, actor_id, "comment", json.dumps(changes), "api"), *audits]
             await connection.execute(_AUDITS, *map(list, zip(*rows)))
             await connection.execute(_EVENTS, *map(list, zip(*(outbox + notes))))
