@@ -1,4 +1,5 @@
-"""First-start set-up: groups for the support addresses, the admin agent and its token."""
+"""First-start set-up: groups for the support addresses, the default notification triggers,
+the admin agent and its token."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from core.config import Settings
 from core.db import Database
 from core.enums import AgentRole
 from core.groups.service import group_service
+from core.triggers.defaults import seed_default_triggers
 
 ADMIN_EMAIL = "admin@localhost"
 
@@ -24,6 +26,7 @@ async def bootstrap(db: Database, settings: Settings) -> str | None:
             await group_service.ensure(session, name=group_name)
         # serialise concurrent first starts of several processes
         await session.execute(text("SELECT pg_advisory_xact_lock(7100001)"))
+        await seed_default_triggers(session)
         if await agent_service.any_admin(session):
             return None
         admin = await agent_service.create(

@@ -47,6 +47,12 @@ TOPICS = (
     TOPIC_SATISFACTION_RATED, TOPIC_CUSTOMER_UPDATED,
 )
 SEARCH_TOPICS = TOPICS
+# the built-in mails of these topics are sent when a notification trigger asks for them
+# (core/triggers/defaults.py seeds those triggers); an event of one of them written by the change
+# path says so (`mailed_by_triggers`), and the mailer sends nothing for the event itself
+TRIGGERED_MAIL_TOPICS = frozenset({TOPIC_CREATED, TOPIC_ASSIGNED, TOPIC_STATUS_CHANGED, TOPIC_COMMENTED})
+# session.info key: this transaction's changes go through the change path, which runs triggers
+TRIGGERS_DECIDE_MAIL = "helpdesk.triggers_decide_mail"
 CUSTOMER_UPDATED = "customer_updated"  # its events' `type`
 
 class _Event(BaseModel):
@@ -58,6 +64,9 @@ class _Event(BaseModel):
     occurred_at: datetime = Field(default_factory=lambda: datetime.now().astimezone())
     ticket: TicketOut
     via: str | None = None
+    # True: triggers decide this event's built-in mail (a `TriggerNotification` with its
+    # `template`); events without it (older ones) are mailed as they always were
+    mailed_by_triggers: bool = False
 
 
 class CommentFacts(BaseModel):
@@ -134,15 +143,26 @@ class TicketDeleted(_Event):
 
 
 class TriggerNotification(_Event):
-    """A trigger's `notify_*` action: its subject and body are templates, rendered by the mailer."""
+    """A trigger's `notify_*` action: its subject and body are templates, rendered by the mailer.
+
+    With `template` it is one of the built-in mails (acknowledgement, assignment, comment,
+    solved), sent by the built-in rules and carrying the facts they need; `subject`/`body`, when
+    set, replace the built-in subject/text. `via` is then the change's (email, api, ...)."""
 
     type: Literal["notification"] = "notification"
     trigger_id: uuid.UUID
     trigger_title: str
     audience: Literal["requester", "assignee", "group"]
-    subject: str
-    body: str
+    subject: str | None = None
+    body: str | None = None
     comment: CommentFacts | None = None
+    template: str | None = None
+    # the facts of the change the built-in mails need
+    mail_kind: str | None = None
+    sending_host: str | None = None
+    verified: bool = True
+    actor_id: uuid.UUID | None = None
+    previous_status: TicketStatus | None = None
 
 
 Event = Annotated[
@@ -213,10 +233,15 @@ def build(topic: str, ticket: TicketOut | dict[str, Any], **fields: Any) -> _Eve
     return MODELS[topic].model_validate({"ticket": ticket, **fields})
 
 
-def event_payload(topic: str, ticket: TicketOut | dict[str, Any], **fields: Any) -> tuple[uuid.UUID, dict[str, Any]]:
-    """An event's id and its message, as consumers receive it."""
+def event_payload(
+    topic: str, ticket: TicketOut | dict[str, Any], *, ticket_json: dict[str, Any] | None = None, **fields: Any,
+) -> tuple[uuid.UUID, dict[str, Any]]:
+    """An event's id and its message, as consumers receive it. `ticket_json`: the ticket as
+    another event of the same change already carries it (not serialized a second time)."""
     event = build(topic, ticket, **fields)
-    return event.event_id, event.model_dump(mode="json")
+    if ticket_json is None:
+        return event.event_id, event.model_dump(mode="json")
+    return event.event_id, {**event.model_dump(mode="json", exclude={"ticket"}), "ticket": ticket_json}
 
 
 def parse_event(payload: dict[str, Any]) -> Event | None:
@@ -232,6 +257,10 @@ def parse_event(payload: dict[str, Any]) -> Event | None:
 
 def emit(session: AsyncSession, *, topic: str, ticket: TicketOut | dict[str, Any], **fields: Any) -> OutboxEvent:
     """Add an event to the current transaction; it is published only after commit."""
+    if topic in TRIGGERED_MAIL_TOPICS and session.info.get(TRIGGERS_DECIDE_MAIL) and not (
+        topic == TOPIC_COMMENTED and fields.get("via") in ("trigger", "automation")
+    ):  # a trigger's (automation's) own comment is announced as it always was: it is the message
+        fields.setdefault("mailed_by_triggers", True)
     event_id, payload = event_payload(topic, ticket, **fields)
     event = OutboxEvent(id=event_id, topic=topic, key=payload["ticket"]["id"], payload=payload)
     session.add(event)

@@ -2,7 +2,35 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from typing import Any
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+
+class SlaTotals(Collector):
+    """`helpdesk_sla_targets_total{metric, outcome=achieved|breached}` and
+    `helpdesk_sla_targets_active{metric}`, as `core.sla.targets.compliance` counted them last."""
+
+    def __init__(self) -> None:
+        self.figures: dict[str, dict[str, Any]] = {}
+
+    def collect(self) -> Iterator[Metric]:
+        totals = CounterMetricFamily(
+            "helpdesk_sla_targets", "SLA targets achieved or breached, by metric (as GET /sla/compliance, all time)",
+            labels=["metric", "outcome"],
+        )
+        active = GaugeMetricFamily(
+            "helpdesk_sla_targets_active", "SLA targets still running, by metric", labels=["metric"],
+        )
+        for metric, figures in sorted(self.figures.items()):
+            for outcome in ("achieved", "breached"):
+                totals.add_metric([metric, outcome], figures[outcome])
+            active.add_metric([metric], figures["active"])
+        yield totals
+        yield active
 
 
 class Metrics:
@@ -61,10 +89,10 @@ class Metrics:
             "helpdesk_job_errors", "Scheduled job runs that failed (retried at the next interval)",
             ["job"], registry=self.registry,
         )
-        self.sla_targets = Counter(
-            "helpdesk_sla_targets", "SLA targets by metric and outcome (breached, marked by the scheduler)",
-            ["metric", "outcome"], registry=self.registry,
-        )
+        # read from the database at each scrape (gateway/http/system.py): the same figures as
+        # GET /sla/compliance over all time, whichever process met or marked the targets
+        self.sla_targets = SlaTotals()
+        self.registry.register(self.sla_targets)
 
         # search/: the indexer and the queries
         self.search_indexed = Counter(

@@ -13,6 +13,7 @@ from core.macros.models import Macro
 from core.models_base import Base
 from core.organizations.models import Organization
 from core.secrets import ServerSecret
+from core.setup_steps import SetupStep
 from core.sla.models import SlaPolicy, TicketSlaTarget
 from core.tickets.models import (
     MessageId,
@@ -28,7 +29,7 @@ from search.models import SearchQueue, SearchTerm, TicketSearch
 __all__ = [
     "Agent", "ApiToken", "AttachmentBlob", "AttachmentChunk", "Automation", "Base", "Customer", "Group",
     "IdempotencyKey", "InboundMessage", "Macro", "MessageId", "Organization", "OutboundDelivery", "OutboxEvent",
-    "SearchQueue", "SearchTerm", "ServerSecret", "SlaPolicy", "Tag", "Ticket", "TicketSearch", "TicketSlaTarget",
+    "SearchQueue", "SearchTerm", "ServerSecret", "SetupStep", "SlaPolicy", "Tag", "Ticket", "TicketSearch", "TicketSlaTarget",
     "TicketAttachment", "TicketAuditLog", "TicketComment", "Trigger", "automation_marks", "group_members",
     "ticket_followers",
 ]

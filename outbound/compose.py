@@ -16,13 +16,19 @@ from core.agents.models import Agent
 from core.config import Settings
 from core.customers.models import Customer
 from core.enums import AuthorType, Visibility
-from core.events import Event, OutboundDelivery, OutboxEvent, SlaWarning, TicketStatusChanged, TriggerNotification, parse_event
+from core.events import Event, OutboundDelivery, OutboxEvent, SlaWarning, TriggerNotification, parse_event
 from core.groups.models import Group
 from core.mail.tokens import BOUNCE_PREFIX, INTERNAL, PUBLIC, make_bounce_token, make_token, reply_address
 from core.secrets import REPLY_TOKEN_SECRET, server_secret
 from core.tickets.models import MessageId
 from core.satisfaction.tokens import survey_token
-from outbound.recipients import SATISFACTION_SURVEY, TICKET_ASSIGNED, TICKET_CREATED, TICKET_NEW_COMMENT
+from outbound.recipients import (
+    SATISFACTION_SURVEY,
+    TICKET_ASSIGNED,
+    TICKET_CREATED,
+    TICKET_NEW_COMMENT,
+    TRIGGER_NOTIFICATION,
+)
 from outbound.render import Envelope, Renderer, build_message
 
 
@@ -158,14 +164,18 @@ class Composer:
             ticket = ticket.model_copy(update={"subject": FIXED_ACK_SUBJECT})
             event = event.model_copy(update={"ticket": ticket})
         context = await self.context(session, delivery.template, event, mailbox, name, is_agent)
-        subject = ticket.subject
-        if isinstance(event, TriggerNotification):
-            subject, context["body"] = await self.notification(session, event, context)
+        subject, template = ticket.subject, delivery.template
+        if (isinstance(event, TriggerNotification) and (event.subject is not None or event.body is not None)
+                and not (acknowledgement and event.verified is False)):
+            # an admin's text (a built-in mail's, when they edited it); never to an unverified sender
+            subject, body = await self.notification(session, event, context)
+            if event.body is not None:
+                context["body"], template = body, TRIGGER_NOTIFICATION
         if delivery.template == SATISFACTION_SURVEY:
             link = f"{(self.settings.public_url or self.settings.base_url).rstrip('/')}/satisfaction/"
             link += survey_token(await self.secret(session), ticket.id)
             context["survey"] = {"good": f"{link}?score=good", "bad": f"{link}?score=bad"}
-        text, html = self.renderer.render(delivery.template, context)
+        text, html = self.renderer.render(template, context)
         envelope = Envelope(
             message_id=delivery.message_id, from_name=mailbox.group, from_address=mailbox.address,
             to_name=name, to_address=delivery.recipient, reply_to=reply_address(mailbox.address, token),
@@ -205,7 +215,9 @@ class Composer:
             },
         }
         try:
-            return self.renderer.render_string(event.subject, values), self.renderer.render_string(event.body, values)
+            subject = self.renderer.render_string(event.subject, values) if event.subject is not None else ticket.subject
+            body = self.renderer.render_string(event.body, values) if event.body is not None else ""
+            return subject, body
         except Exception as exc:  # an admin's template: the delivery fails visibly, nothing else
             raise CannotCompose(f"trigger {event.trigger_title!r}: template cannot be rendered: {exc}") from exc
 
@@ -227,7 +239,7 @@ class Composer:
             "group": mailbox.group,
             # a page a person can open, when the operator names one (the JSON API answers 401 in a browser)
             "ticket_url": ticket_link(self.settings.agent_ticket_url, ticket.number) if is_agent else None,
-            "previous_status": event.previous_status.value if isinstance(event, TicketStatusChanged) else None,
+            "previous_status": previous.value if (previous := getattr(event, "previous_status", None)) else None,
             "actor_name": await _name_of(session, "agent", actor_id) if assigned and actor_id else None,
             "requester": await _name_of(session, "customer", ticket.requester_id) if assigned else "",
             "comment": {

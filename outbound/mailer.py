@@ -30,7 +30,7 @@ from core.clock import utcnow
 from core.config import Settings
 from core.db import Database
 from core.enums import DeliveryStatus, MessageDirection
-from core.events import Event, OutboundDelivery, TicketCreated, parse_event
+from core.events import Event, OutboundDelivery, TicketCreated, TriggerNotification, parse_event
 from core.metrics import Metrics
 from core.tickets.models import MessageId, Ticket
 from outbound.budget import AckBudget
@@ -199,7 +199,10 @@ class Mailer:
 
     def _within_ack_budget(self, event: Event, screened: Screened) -> Screened:
         """Acknowledgements of mail beyond the global or the sending host's budget are not sent."""
-        if not isinstance(event, TicketCreated) or event.via != "email":
+        acknowledges = isinstance(event, TicketCreated) or (
+            isinstance(event, TriggerNotification) and event.template == TICKET_CREATED
+        )
+        if not acknowledges or event.via != "email":
             return screened
         accepted, suppressed = [], list(screened.suppressed)
         for recipient in screened.accepted:

@@ -9,8 +9,15 @@ commented     ▸ public: requester and followers (not the author); a customer's
                 agent wrote it. Automatic mail recorded as a comment tells nobody.
 sla_warning   ▸ the assignee, else the agents of the ticket's group: `ticket_sla_warning`
 notification  ▸ a trigger's `notify_requester|assignee|group`: `trigger_notification` (never
-                to the requester of automatic mail)
+                to the requester of automatic mail). With a built-in `template` (the seeded
+                default triggers): that template, to the people the rules above name for it
+                within the action's audience — the same safety rules whatever the trigger's
+                conditions say (no mail for automatic mail, internal notes never to customers,
+                nobody is told of their own comment or self-assignment).
 updated, deleted ▸ nobody
+
+created, assigned, status_changed and commented events written by the change path carry
+`mailed_by_triggers`: their mail is the triggers' notification events, not theirs.
 """
 
 from __future__ import annotations
@@ -107,6 +114,8 @@ def _human(mail_kind: str | None) -> bool:
 async def recipients_for(session: AsyncSession, event: Event) -> list[Recipient]:
     """Who is told; nobody for the events that are not mailed (updated, deleted)."""
     ticket = event.ticket
+    if event.mailed_by_triggers:
+        return []
     if isinstance(event, TicketCreated):
         if not _human(event.mail_kind):
             return []
@@ -137,6 +146,8 @@ async def recipients_for(session: AsyncSession, event: Event) -> list[Recipient]
 async def _notification_recipients(session: AsyncSession, event: TriggerNotification) -> list[Recipient]:
     """A trigger's notification: never to the requester of automatic mail (no loops)."""
     ticket = event.ticket
+    if event.template is not None:
+        return await _builtin_recipients(session, event)
     if event.audience == "requester":
         if _robot_ticket(ticket) or (event.comment is not None and not _human(event.comment.mail_kind)):
             return []
@@ -145,6 +156,51 @@ async def _notification_recipients(session: AsyncSession, event: TriggerNotifica
         agent = await _agent(session, ticket.assignee_id)
         return [Recipient(agent.email, TRIGGER_NOTIFICATION, agent=agent)] if agent else []
     return [Recipient(a.email, TRIGGER_NOTIFICATION, agent=a) for a in await _group_agents(session, ticket.group_id)]
+
+
+async def _builtin_recipients(session: AsyncSession, event: TriggerNotification) -> list[Recipient]:
+    """A built-in mail asked for by a trigger: the rules of the event that used to send it,
+    narrowed to the action's audience."""
+    ticket, template, audience = event.ticket, event.template, event.audience
+    if template == TICKET_CREATED:
+        if not _human(event.mail_kind) or audience != "requester":
+            return []
+        return _to_customers(await _customers(session, ticket, followers=False), TICKET_CREATED)
+    if template == TICKET_ASSIGNED:
+        if ticket.assignee_id is None or ticket.assignee_id == event.actor_id:
+            return []
+        if audience == "group":
+            return [Recipient(a.email, TICKET_ASSIGNED, agent=a) for a in await _group_agents(session, ticket.group_id)
+                    if a.id != event.actor_id]
+        agent = await _agent(session, ticket.assignee_id)
+        return [Recipient(agent.email, TICKET_ASSIGNED, agent=agent)] if agent and audience == "assignee" else []
+    if template == TICKET_STATUS_CHANGED:
+        if _robot_ticket(ticket) or audience != "requester":
+            return []
+        return _to_customers(await _customers(session, ticket, followers=True), TICKET_STATUS_CHANGED)
+    if template == TICKET_NEW_COMMENT and event.comment is not None:
+        return await _builtin_comment_recipients(session, event.comment, ticket, audience)
+    return []
+
+
+async def _builtin_comment_recipients(
+    session: AsyncSession, comment: CommentFacts, ticket: TicketOut, audience: str,
+) -> list[Recipient]:
+    if not _human(comment.mail_kind):
+        return []
+    public = comment.visibility is Visibility.public
+    if audience == "requester":
+        if not public:
+            return []
+        skip = comment.author_id if comment.author_type is AuthorType.customer else None
+        return _to_customers(await _customers(session, ticket, followers=True), TICKET_NEW_COMMENT, skip=skip)
+    if not public and comment.author_type is not AuthorType.agent:
+        return []
+    if audience == "assignee":
+        agents = [a for a in [await _agent(session, ticket.assignee_id)] if a is not None]
+    else:
+        agents = await _group_agents(session, ticket.group_id)
+    return [Recipient(a.email, TICKET_NEW_COMMENT, agent=a) for a in agents if a.id != comment.author_id]
 
 
 async def _status_recipients(session: AsyncSession, event: TicketStatusChanged, ticket: TicketOut) -> list[Recipient]:

@@ -1,5 +1,6 @@
 """Automations, run by the scheduler: each batch locks open tickets (`FOR UPDATE SKIP LOCKED`,
-so several schedulers share the work), reads how long ago things happened to them, and lets
+so several schedulers share the work) that some automation may act on (prefiltered in SQL from
+their conditions: core/automations/prefilter.py), reads how long ago things happened to them, and lets
 every active automation act where its conditions hold.
 
 An automation acts on a ticket once: `automation_marks` remembers it, and the mark goes only
@@ -19,6 +20,7 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.automations.models import Automation, automation_marks
+from core.automations.prefilter import candidates
 from core.automations.schemas import TIME_FIELDS, AutomationConditions
 from core.crud import Crud
 from core.enums import TicketStatus
@@ -72,7 +74,9 @@ class AutomationRunner:
         )))
         if not automations:
             return []
-        query = select(Ticket).where(Ticket.deleted_at.is_(None), Ticket.status != TicketStatus.closed)
+        query = select(Ticket).where(
+            Ticket.deleted_at.is_(None), Ticket.status != TicketStatus.closed, candidates(automations, now),
+        )
         if after is not None:
             query = query.where(Ticket.id > after)
         tickets = list(await session.scalars(query.order_by(Ticket.id).limit(limit).with_for_update(skip_locked=True)))

@@ -364,7 +364,7 @@ class Pipeline:
         # an agent's reply to an internal note, or any light agent's reply, never reaches a customer
         internal = as_agent and (match.internal or m.sender.light_agent)
         change = ticket_changes.begin(
-            ticket, Actor(AuthorType.agent, m.sender.agent_id) if as_agent
+            session, ticket, Actor(AuthorType.agent, m.sender.agent_id) if as_agent
             else Actor(AuthorType.customer, m.sender.customer_id), via="email",
         )
         comment = await self.comment(

@@ -59,10 +59,7 @@ class Jobs:
             return await warn_before_breach(session, now=utcnow(), warn_before=warn, limit=BATCH)
 
         async def sla_breaches(session: AsyncSession) -> int:
-            breached = await mark_breaches(session, now=utcnow(), limit=BATCH)
-            for metric in breached:
-                self.metrics.sla_targets.labels(metric, "breached").inc()
-            return len(breached)
+            return len(await mark_breaches(session, now=utcnow(), limit=BATCH))
 
         async def satisfaction_surveys(session: AsyncSession) -> int:
             before = utcnow() - timedelta(hours=settings.satisfaction_delay_hours)

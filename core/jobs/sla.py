@@ -1,5 +1,5 @@
-"""SLA checks: first-reply targets from the active policies, and one warning before a target
-is missed.
+"""SLA checks: first-reply targets from the active policies, one warning before each target
+is missed, and the breaches.
 
 A policy (see core/sla/schemas.py) selects tickets with its filter and gives minutes per
 priority; the first active policy by position that matches an unanswered ticket sets its
@@ -23,8 +23,11 @@ from core.enums import AuthorType, TicketPriority, TicketStatus
 from core.audit.service import audit_service
 from core.sla.models import SlaPolicy, TicketSlaTarget
 from core.sla.schemas import SlaFilter
+from core.tickets.change import Change
+from core.tickets.changes import ticket_changes
 from core.tickets.models import Ticket
 from core.tickets.service import snapshot
+from core.triggers.runner import TRIGGER_ACTOR
 
 log = logging.getLogger(__name__)
 
@@ -97,29 +100,61 @@ async def assign_first_reply_targets(session: AsyncSession, *, now: datetime) ->
 async def warn_before_breach(
     session: AsyncSession, *, now: datetime, warn_before: timedelta, limit: int = 200
 ) -> int:
-    """One `sla_warning` event per unanswered ticket whose target is within `warn_before`
-    (or just passed); the mailer sends it to the assignee, else the ticket's group."""
+    """One `sla_warning` event per target (first reply, next reply, resolution) due within
+    `warn_before` (or just passed), and one per unanswered ticket whose `sla_breach_at` came from
+    a policy job rather than targets of its own; the mailer sends it to the assignee, else the
+    ticket's group."""
+    warned = await _warn_targets(session, now=now, warn_before=warn_before, limit=limit)
+    return warned + await _warn_tickets(session, now=now, warn_before=warn_before, limit=limit)
+
+
+async def _warn_targets(session: AsyncSession, *, now: datetime, warn_before: timedelta, limit: int) -> int:
+    """Running targets, each warned once (rows locked with SKIP LOCKED: several schedulers
+    never warn twice); a target recomputed later keeps its mark."""
+    targets = list(await session.scalars(
+        select(TicketSlaTarget)
+        .where(
+            TicketSlaTarget.fulfilled_at.is_(None), TicketSlaTarget.breached_at.is_(None),
+            TicketSlaTarget.paused_at.is_(None), TicketSlaTarget.warned_at.is_(None),
+            TicketSlaTarget.target_at <= now + warn_before, TicketSlaTarget.target_at > now - STALE,
+        )
+        .order_by(TicketSlaTarget.target_at).limit(limit).with_for_update(skip_locked=True)
+    ))
+    if not targets:
+        return 0
+    tickets = {t.id: t for t in await session.scalars(
+        select(Ticket).where(Ticket.id.in_({t.ticket_id for t in targets}))
+    )}
+    for target in targets:
+        target.warned_at = now
+        ticket = tickets[target.ticket_id]
+        if ticket.deleted_at is not None or ticket.status in (TicketStatus.solved, TicketStatus.closed):
+            continue
+        events.emit(
+            session, topic=events.TOPIC_SLA_WARNING, ticket=snapshot(ticket), metric=target.metric,
+            breach_at=target.target_at.isoformat(), breached=target.target_at <= now,
+        )
+    await session.flush()
+    return len(targets)
+
+
+async def _warn_tickets(session: AsyncSession, *, now: datetime, warn_before: timedelta, limit: int) -> int:
+    """Unanswered tickets without targets of their own (`assign_first_reply_targets`)."""
     tickets = list(await session.scalars(
         select(Ticket)
         .where(
             *_unanswered(), Ticket.sla_breach_at.is_not(None),
             Ticket.sla_breach_at <= now + warn_before, Ticket.sla_breach_at > now - STALE,
+            ~exists().where(TicketSlaTarget.ticket_id == Ticket.id),
         )
         .order_by(Ticket.sla_breach_at)
         .limit(limit)
         .with_for_update(skip_locked=True)
     ))
-    metrics = dict((await session.execute(
-        select(TicketSlaTarget.ticket_id, TicketSlaTarget.metric).where(
-            TicketSlaTarget.ticket_id.in_([t.id for t in tickets]), TicketSlaTarget.fulfilled_at.is_(None),
-            TicketSlaTarget.target_at == Ticket.sla_breach_at, Ticket.id == TicketSlaTarget.ticket_id,
-        )
-    )).all()) if tickets else {}
     for ticket in tickets:
         assert ticket.sla_breach_at is not None
         events.emit(
-            session, topic=events.TOPIC_SLA_WARNING, ticket=snapshot(ticket),
-            metric=metrics.get(ticket.id, FIRST_REPLY),
+            session, topic=events.TOPIC_SLA_WARNING, ticket=snapshot(ticket), metric=FIRST_REPLY,
             breach_at=ticket.sla_breach_at.isoformat(), breached=ticket.sla_breach_at <= now,
         )
     if tickets:
@@ -173,4 +208,20 @@ async def mark_breaches(session: AsyncSession, *, now: datetime, limit: int = 20
         .values(sla_breach_at=running, updated_at=Ticket.updated_at)
         .execution_options(synchronize_session=False)
     )
+    await _run_breach_triggers(session, targets, tickets)
     return [t.metric for t in targets]
+
+
+async def _run_breach_triggers(
+    session: AsyncSession, targets: list[TicketSlaTarget], tickets: dict[Any, Ticket],
+) -> None:
+    """Each breach is a change of its own (`event: sla_breached`, its `sla_metric`): triggers
+    that ask for it act in this transaction (escalate, notify)."""
+    for target in targets:
+        ticket = tickets[target.ticket_id]
+        if ticket.deleted_at is not None or ticket.status is TicketStatus.closed:
+            continue
+        await session.refresh(ticket)  # its new sla_breach_at, written above
+        change = Change.of(ticket, TRIGGER_ACTOR, "sla")
+        change.event, change.sla_metric = "sla_breached", target.metric
+        await ticket_changes.settle(session, change)

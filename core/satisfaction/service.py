@@ -17,12 +17,15 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm.attributes import flag_modified
 
 from core import events
+from core.actor import Actor
 from core.audit.service import audit_service
 from core.clock import utcnow
 from core.enums import AuthorType, TicketStatus
 from core.errors import Conflict
 from core.events import OutboundDelivery
 from core.satisfaction.answers import survey_answer
+from core.tickets.change import Change
+from core.tickets.changes import ticket_changes
 from core.tickets.models import Ticket
 from core.tickets.schemas import TicketOut
 
@@ -73,6 +76,10 @@ async def rate(session: AsyncSession, ticket: Ticket, *, score: str, comment: st
         session, topic=events.TOPIC_SATISFACTION_RATED, ticket=TicketOut.model_validate(ticket),
         score=score, comment=comment or None, via=via,
     )
+    # a change of its own for triggers (`event: satisfaction_rated`, `satisfaction_score`)
+    change = Change.of(ticket, Actor(AuthorType.customer, ticket.requester_id), via)
+    change.event, change.satisfaction_score = "satisfaction_rated", score
+    await ticket_changes.settle(session, change)
 
 
 async def rate_by_mail(

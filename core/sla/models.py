@@ -55,4 +55,6 @@ class TicketSlaTarget(Base):
     paused_minutes: Mapped[float] = mapped_column(Float, default=0.0, server_default="0")
     fulfilled_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     breached_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # the warning before `target_at` went out (one per target)
+    warned_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     created_at: Mapped[datetime] = created_at()

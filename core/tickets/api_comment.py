@@ -5,8 +5,10 @@ The same change as `TicketChangeService.comment` + `TicketService.add_comment` (
 `updated_at` and first response, the comment, its audit entry and its `commented` event, in
 the request's one transaction), written as four statements on the session's own connection:
 through the ORM the flush and its bookkeeping were most of the request. The change's triggers
-are read with the ticket and evaluated on the row; only when one fires is the ticket loaded
-through the ORM (the `settle` callback). The ORM path stays for comments with attachments.
+are read with the ticket and evaluated on the row. Triggers that only send mail (the seeded
+notifications) fire here, their events and audit entries in the same statements; only when
+another fires, or the comment answers a reply target, is the ticket loaded through the ORM (the
+`settle` callback, which runs them all). The ORM path stays for comments with attachments.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 from sqlalchemy import Select, bindparam, literal_column, select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -28,12 +31,12 @@ from core.enums import AgentRole, AuthorType, TicketStatus, Visibility
 from core.errors import Conflict, Forbidden, NotFound
 from core.events import CommentFacts
 from core.tickets.models import Ticket, TicketComment
-from core.tickets.schemas import CommentIn, CommentOut
+from core.tickets.schemas import CommentIn, CommentOut, TicketOut
 from core.tickets.views import VIEW_COLUMNS, ticket_from_row, ticket_ref
 from core.sla.models import TicketSlaTarget
-from core.triggers.conditions import Facts
+from core.triggers.conditions import Facts, matches
 from core.triggers.models import Trigger
-from core.triggers.runner import LoadedTrigger, parse_triggers
+from core.triggers.runner import LoadedTrigger, notification_audit, notification_fields, parse_triggers
 
 _RETURNING = ", ".join(c.key for c in VIEW_COLUMNS)
 _TOUCH = (
@@ -46,12 +49,21 @@ _COMMENT = (
     "(id, ticket_id, author_type, author_agent_id, visibility, body) "
     "VALUES ($1, $2, $3, $4, $5, $6) RETURNING created_at"
 )
-_AUDIT = (
+_AUDIT_COMMENT = (
     f"INSERT INTO {TicketAuditLog.__tablename__} (id, ticket_id, actor_type, actor_id, action, changes, via) "
     "VALUES ($1, $2, $3, $4, 'comment', $5, 'api')"
 )
 _EVENT = (
     f"INSERT INTO {events.OutboxEvent.__tablename__} (id, topic, key, payload) VALUES ($1, $2, $3, $4)"
+)
+# the comment's with the firings of notification triggers: one statement each, rows as arrays
+_AUDITS = (
+    f"INSERT INTO {TicketAuditLog.__tablename__} (id, ticket_id, actor_type, actor_id, action, changes, via) "
+    "SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::author_type[], $4::uuid[], $5::text[], $6::jsonb[], $7::text[])"
+)
+_EVENTS = (
+    f"INSERT INTO {events.OutboxEvent.__tablename__} (id, topic, key, payload) "
+    "SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::jsonb[])"
 )
 
 
@@ -65,7 +77,7 @@ def check_comment(status: TicketStatus, number: int, data: CommentIn, actor: Act
 
 # the active triggers ride along with the ticket lookup: no extra round trip for them
 _TRIGGERS = literal_column(
-    f"(SELECT coalesce(jsonb_agg(jsonb_build_array(id, title, conditions, actions) ORDER BY position, created_at),"
+    f"(SELECT coalesce(jsonb_agg(jsonb_build_array(id, title, conditions, actions, updated_at) ORDER BY position, created_at),"
     f" '[]'::jsonb) FROM {Trigger.__tablename__} WHERE active)"
 )
 
@@ -92,6 +104,26 @@ _BY_NUMBER, _BY_ID = _lookup(True), _lookup(False)
 Settle = Callable[[AsyncSession, uuid.UUID, Facts, list[LoadedTrigger], Actor, bool], Awaitable[None]]
 
 
+def _notifications(
+    fired: list[LoadedTrigger], snapshot: TicketOut, ticket_json: dict[str, Any], comment: CommentFacts,
+) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]:
+    """The audit rows and outbox rows of notification triggers firing on this comment."""
+    audits: list[tuple[Any, ...]] = []
+    notes: list[tuple[Any, ...]] = []
+    for trigger in fired:
+        audits.append((
+            uuid.uuid4(), snapshot.id, "system", None, "trigger", json.dumps(notification_audit(trigger)), "trigger",
+        ))
+        for action in trigger.actions:
+            note_id, note = events.event_payload(
+                events.TOPIC_NOTIFICATION, snapshot, ticket_json=ticket_json, **notification_fields(
+                    "api", "trigger", trigger, action, comment=comment, actor_id=comment.author_id,
+                ),
+            )
+            notes.append((note_id, events.TOPIC_NOTIFICATION, str(snapshot.id), json.dumps(note)))
+    return audits, notes
+
+
 async def add_fast_comment(
     session: AsyncSession, ref: str, data: CommentIn, actor: Actor, *, settle: Settle
 ) -> CommentOut:
@@ -107,26 +139,38 @@ async def add_fast_comment(
     check_comment(status, number, data, actor)
     now, public = utcnow(), data.visibility is Visibility.public and actor.type is AuthorType.agent
     comment_id, actor_id = uuid.uuid4(), actor.id
+    comment = CommentFacts(
+        id=comment_id, visibility=data.visibility, author_type=actor.type, author_id=actor_id, body=data.body,
+    )
+    triggers = parse_triggers(trigger_rows)
+    reply_due = reply_due and public
     async with driver_of(session) as connection:
         row = await connection.fetchrow(_TOUCH, ticket_id, now, public)
+        snapshot = ticket_from_row(row)
+        event_id, payload = events.event_payload(
+            events.TOPIC_COMMENTED, snapshot, via="api", comment=comment, mailed_by_triggers=True,
+        )
+        facts = Facts(
+            event="updated", ticket=payload["ticket"], comment=comment, via="api", requester_email=requester_email or "",
+        )
+        fired = [t for t in triggers if matches(t.conditions, facts)]
+        # triggers that only send mail fire here, in the same statements; any other (or a reply
+        # target to fulfil) takes the whole change path, which runs them all
+        inline = not reply_due and all(t.notifies_only for t in fired)
         created_at = await connection.fetchval(
             _COMMENT, comment_id, ticket_id, actor.type.value, actor_id, data.visibility.value, data.body
         )
         changes = {"comment": {"id": str(comment_id), "visibility": data.visibility.value}}
-        await connection.execute(_AUDIT, uuid.uuid4(), ticket_id, actor.type.value, actor_id, json.dumps(changes))
-        snapshot = ticket_from_row(row)
-        comment = CommentFacts(
-            id=comment_id, visibility=data.visibility, author_type=actor.type, author_id=actor_id, body=data.body,
-        )
-        event_id, payload = events.event_payload(events.TOPIC_COMMENTED, snapshot, via="api", comment=comment)
-        await connection.execute(_EVENT, event_id, events.TOPIC_COMMENTED, str(ticket_id), json.dumps(payload))
-    triggers = parse_triggers(trigger_rows)
-    reply_due = reply_due and public
-    if triggers or reply_due:
-        facts = Facts(
-            event="updated", ticket=payload["ticket"], comment=comment, via="api",
-            requester_email=requester_email or "",
-        )
+        outbox = [(event_id, events.TOPIC_COMMENTED, str(ticket_id), json.dumps(payload))]
+        if inline and fired:
+            audits, notes = _notifications(fired, snapshot, payload["ticket"], comment)
+            rows = [(uuid.uuid4(), ticket_id, actor.type.value, actor_id, "comment", json.dumps(changes), "api"), *audits]
+            await connection.execute(_AUDITS, *map(list, zip(*rows)))
+            await connection.execute(_EVENTS, *map(list, zip(*(outbox + notes))))
+        else:
+            await connection.execute(_AUDIT_COMMENT, uuid.uuid4(), ticket_id, actor.type.value, actor_id, json.dumps(changes))
+            await connection.execute(_EVENT, *outbox[0])
+    if not inline:
         await settle(session, ticket_id, facts, triggers, actor, reply_due)
     return CommentOut(
         id=comment_id, ticket_id=ticket_id, author_type=actor.type, author_customer_id=None,

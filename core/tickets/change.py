@@ -5,6 +5,7 @@ who made it and through what. `TicketChangeService` opens one per change and set
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+import uuid
 from typing import Any
 
 from core.actor import Actor
@@ -35,9 +36,20 @@ class Change:
     ticket: Ticket
     actor: Actor
     via: str
-    event: str = "updated"  # or created
+    event: str = "updated"  # or created, sla_breached, satisfaction_rated
     before: dict[str, Any] = field(default_factory=dict)  # empty for a new ticket
     comment: CommentFacts | None = None
+    # what the built-in mails need to know about mail that made the change (acknowledgements)
+    mail_kind: str | None = None
+    sending_host: str | None = None
+    verified: bool = True
+    sla_metric: str | None = None  # sla_breached: the target that passed
+    satisfaction_score: str | None = None  # satisfaction_rated: good | bad
+    # who set the assignee last in this change (None: a trigger or automation did)
+    assigned_by: uuid.UUID | None = None
+
+    def __post_init__(self) -> None:
+        self.assigned_by = self.actor.id
 
     @classmethod
     def of(cls, ticket: Ticket, actor: Actor, via: str) -> Change:

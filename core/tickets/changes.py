@@ -47,6 +47,7 @@ class TicketChangeService:
     `settle`: the change's triggers run in its transaction, after its audits and events."""
 
     async def create(self, session: AsyncSession, data: TicketCreate, actor: Actor) -> Ticket:
+        triggers_decide_mail(session)
         if data.requester_id is not None:
             requester = await session.get(Customer, data.requester_id)
             if requester is None:
@@ -82,23 +83,29 @@ class TicketChangeService:
         comment: CommentFacts | None = None, sending_host: str | None = None, verified: bool = True,
     ) -> None:
         """The `created` event and triggers of a ticket made elsewhere (mail), already flushed."""
+        triggers_decide_mail(session)
         ticket_service.announce_created(
             session, ticket, via=via, mail_kind=mail_kind, sending_host=sending_host, verified=verified,
         )
-        await self.settle(session, Change.created(ticket, actor, via, comment))
+        change = Change.created(ticket, actor, via, comment)
+        change.mail_kind, change.sending_host, change.verified = mail_kind, sending_host, verified
+        await self.settle(session, change)
 
-    def begin(self, ticket: Ticket, actor: Actor, via: str) -> Change:
+    def begin(self, session: AsyncSession, ticket: Ticket, actor: Actor, via: str) -> Change:
         """A change made step by step by its caller (mail), settled with `settle`."""
+        triggers_decide_mail(session)
         return Change.of(ticket, actor, via)
 
     async def settle(self, session: AsyncSession, change: Change, **options: Any) -> None:
         """The end of every change: its triggers, then its SLA targets (after what triggers did)."""
+        triggers_decide_mail(session)
         await trigger_runner.run(session, change, apply=self.apply_update, **options)
         await sla_targets.on_change(session, change)
 
     async def update(
         self, session: AsyncSession, ticket: Ticket, data: TicketUpdate, actor: Actor, *, via: str = "api"
     ) -> Ticket:
+        triggers_decide_mail(session)
         change = Change.of(ticket, actor, via)
         comment = await self._update(session, ticket, data, actor, via=via)
         if comment is not None:
@@ -111,7 +118,11 @@ class TicketChangeService:
         extra: dict[str, Any],
     ) -> None:
         """A trigger's or automation's field changes, as a step of `change` (no triggers of its own)."""
+        triggers_decide_mail(session)  # an automation acts before its change is settled
+        assignee = change.ticket.assignee_id
         await self._update(session, change.ticket, data, actor, via=via, extra=extra)
+        if change.ticket.assignee_id != assignee:
+            change.assigned_by = actor.id
 
     async def _update(
         self, session: AsyncSession, ticket: Ticket, data: TicketUpdate, actor: Actor, *, via: str,
@@ -184,6 +195,7 @@ class TicketChangeService:
         if not uploads:
             return await add_fast_comment(session, ref, data, actor, settle=self._settle_fast)
         assert store is not None
+        triggers_decide_mail(session)
         ticket = await require_ticket(session, ref)
         change = Change.of(ticket, actor, "api")
         comment = await self._comment(session, ticket, data, actor)
@@ -226,6 +238,7 @@ class TicketChangeService:
         self, session: AsyncSession, ticket: Ticket, status: TicketStatus, actor: Actor, *, via: str
     ) -> bool:
         """A status change made by the desk itself (jobs, mail), as one change."""
+        triggers_decide_mail(session)
         change = Change.of(ticket, actor, via)
         changed = await ticket_service.set_status(
             session, ticket, status, actor_type=actor.type, actor_id=actor.id, via=via,
@@ -246,6 +259,7 @@ class TicketChangeService:
         their comments are listed with the target's; later mail to them lands in the target."""
         if target.status is TicketStatus.closed:
             raise Conflict(f"ticket #{target.number} is closed: merge into an open ticket")
+        triggers_decide_mail(session)
         sources = await self.resolve_all(session, data.ids, field="ids")
         for i, source in enumerate(sources):
             if source.id == target.id:
@@ -258,11 +272,11 @@ class TicketChangeService:
             numbers.append(source.number)
             change = Change.of(source, actor, "api:merge")
             source.merged_into_id = target.id
-            await ticket_service.add_comment(
+            change.commented(await ticket_service.add_comment(
                 session, ticket=source, author_type=actor.type, author_agent_id=actor.id,
                 body=data.source_comment or f"Merged into #{target.number}.",
                 visibility=Visibility.internal, via="api:merge",
-            )
+            ))
             await ticket_service.set_status(
                 session, source, TicketStatus.closed, actor_type=actor.type, actor_id=actor.id, via="api:merge",
             )
@@ -324,6 +338,12 @@ class TicketChangeService:
 
 
 ticket_changes = TicketChangeService()
+
+
+def triggers_decide_mail(session: AsyncSession) -> None:
+    """This transaction's changes run their triggers: the built-in mails of their events are
+    sent when a notification trigger asks for them (core/events.py)."""
+    session.info[events.TRIGGERS_DECIDE_MAIL] = True
 
 
 async def require_ticket(session: AsyncSession, ref: str) -> Ticket:

@@ -52,6 +52,11 @@ class Ticket(Base):
         Index("ix_tickets_tags", "tags", postgresql_using="gin"),
         # the scheduler's jobs: solved tickets waiting to close; unanswered ones under an SLA
         Index("ix_tickets_solved_at", "solved_at", postgresql_where=text("status = 'solved'")),
+        # GET /tickets/statistics: tickets solved per day in a window (an index-only scan)
+        Index(
+            "ix_tickets_solved_day", "solved_at", postgresql_include=["group_id"],
+            postgresql_where=text("deleted_at IS NULL AND solved_at IS NOT NULL"),
+        ),
         # the survey job: solved tickets not yet surveyed
         Index(
             "ix_tickets_survey_due", "solved_at",

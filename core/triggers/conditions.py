@@ -20,12 +20,14 @@ PRIORITY_ORDER = {p.value: n for n, p in enumerate(TicketPriority)}
 
 @dataclass(frozen=True)
 class Facts:
-    event: str  # created | updated
+    event: str  # created | updated | sla_breached | satisfaction_rated
     ticket: dict[str, Any]  # TicketOut as JSON
     changes: dict[str, tuple[Any, Any]] = field(default_factory=dict)  # field -> (before, now)
     comment: CommentFacts | None = None
     via: str = "api"  # email | api | macro | trigger | automation
     requester_email: str = ""
+    sla_metric: str | None = None  # the target an `sla_breached` change is about
+    satisfaction_score: str | None = None  # the rating of a `satisfaction_rated` change
     # automations only: hours_since_created etc. (None when there is no such moment)
     hours: dict[str, float | None] = field(default_factory=dict)
 
@@ -51,6 +53,10 @@ def actual(facts: Facts, name: str) -> Any:
         return facts.via
     if name == "requester_email":
         return facts.requester_email
+    if name == "sla_metric":
+        return facts.sla_metric
+    if name == "satisfaction_score":
+        return facts.satisfaction_score
     if name == "requester_domain":
         return facts.requester_email.rpartition("@")[2]
     if name.startswith("comment_"):

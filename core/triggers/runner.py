@@ -50,30 +50,91 @@ class LoadedTrigger:
     conditions: Conditions
     actions: list[TriggerAction]
 
+    @property
+    def notifies_only(self) -> bool:
+        """Its actions only send mail: it changes no fact another trigger reads, and firing it
+        writes nothing that can fail (no savepoint needed)."""
+        return all(a.field in NOTIFY_ACTIONS for a in self.actions)
+
+
+def notification_fields(
+    change_via: str, kind: str, trigger: LoadedTrigger, action: TriggerAction, *, comment: events.CommentFacts | None,
+    mail_kind: str | None = None, sending_host: str | None = None, verified: bool = True,
+    actor_id: uuid.UUID | None = None, previous_status: str | None = None,
+) -> dict[str, Any]:
+    """The `notification` event of a `notify_*` action, but for its ticket. A built-in mail
+    (`template`) carries the change's own `via` and the facts its rules need."""
+    fields: dict[str, Any] = {
+        "trigger_id": trigger.id, "trigger_title": trigger.title, "audience": action.field.removeprefix("notify_"),
+        "comment": comment, "via": kind, **action.value,
+    }
+    if action.value.get("template"):
+        fields.update(
+            via=change_via, mail_kind=mail_kind if mail_kind is not None else (comment.mail_kind if comment else None),
+            sending_host=sending_host, verified=verified, actor_id=actor_id, previous_status=previous_status,
+        )
+    return fields
+
+
+def notification_audit(trigger: LoadedTrigger, kind: str = "trigger") -> dict[str, Any]:
+    """The audit entry's `changes` of a firing."""
+    return {kind: {"id": str(trigger.id), "title": trigger.title}, "actions": [a.field for a in trigger.actions]}
+
 
 class TriggerFailed(Exception):
     """An action that cannot be carried out (the trigger is skipped, with this reason)."""
 
 
+class ParsedTriggers:
+    """Triggers as read, by (id, updated_at): a version of a trigger is validated once per
+    process, not on every change (the API comment path reads them with every request).
+    Bounded: past MAX entries (old versions) it starts again."""
+
+    MAX = 2_000
+
+    def __init__(self) -> None:
+        self._parsed: dict[tuple[str, str], LoadedTrigger | None] = {}
+
+    def parse(self, rows: Sequence[Any]) -> list[LoadedTrigger]:
+        """Rows of (id, title, conditions, actions[, updated_at]); one that cannot be read is skipped."""
+        loaded = []
+        for row in rows:
+            key = (str(row[0]), str(row[4])) if len(row) > 4 and row[4] is not None else None
+            trigger = self._parsed.get(key) if key is not None else None
+            if trigger is None:
+                trigger = _parse(row)
+                if key is not None and trigger is not None:
+                    if len(self._parsed) >= self.MAX:
+                        self._parsed.clear()
+                    self._parsed[key] = trigger
+            if trigger is not None:
+                loaded.append(trigger)
+        return loaded
+
+
+def _parse(row: Sequence[Any]) -> LoadedTrigger | None:
+    try:
+        return LoadedTrigger(
+            id=uuid.UUID(str(row[0])), title=row[1], conditions=Conditions.model_validate(row[2] or {}),
+            actions=[TriggerAction.model_validate(a) for a in row[3] or []],
+        )
+    except (ValidationError, ValueError) as exc:
+        log.error("trigger %s (%s) cannot be read and is skipped: %s", row[0], row[1], exc)
+        return None
+
+
+parsed_triggers = ParsedTriggers()
+
+
 def parse_triggers(rows: Sequence[Any]) -> list[LoadedTrigger]:
-    """Rows of (id, title, conditions, actions) as triggers; one that cannot be read is skipped."""
-    loaded = []
-    for row in rows:
-        try:
-            loaded.append(LoadedTrigger(
-                id=uuid.UUID(str(row[0])), title=row[1], conditions=Conditions.model_validate(row[2] or {}),
-                actions=[TriggerAction.model_validate(a) for a in row[3] or []],
-            ))
-        except (ValidationError, ValueError) as exc:
-            log.error("trigger %s (%s) cannot be read and is skipped: %s", row[0], row[1], exc)
-    return loaded
+    return parsed_triggers.parse(rows)
 
 
 async def active_triggers(session: AsyncSession) -> list[LoadedTrigger]:
     cached = session.info.get(_CACHE)
     if cached is None:
         rows = (await session.execute(
-            select(Trigger.id, Trigger.title, Trigger.conditions, Trigger.actions)
+            select(Trigger.id, Trigger.title, Trigger.conditions, Trigger.actions, Trigger.updated_at)
             .where(Trigger.active.is_(True)).order_by(Trigger.position, Trigger.created_at)
         )).all()
         cached = session.info[_CACHE] = parse_triggers(rows)
@@ -84,7 +145,8 @@ def facts_of(change: Change, requester_email: str) -> Facts:
     ticket = TicketOut.model_validate(change.ticket).model_dump(mode="json")
     return Facts(
         event=change.event, ticket=ticket, changes=change.changes(), comment=change.comment,
-        via=via_kind(change.via), requester_email=requester_email,
+        via=via_kind(change.via), requester_email=requester_email, sla_metric=change.sla_metric,
+        satisfaction_score=change.satisfaction_score,
     )
 
 
@@ -101,11 +163,16 @@ class TriggerRunner:
         fired: list[uuid.UUID] = []
         for _ in range(MAX_PASSES):
             progress = False
+            facts = facts_of(change, email)
             for trigger in triggers:
-                if trigger.id in fired or not matches(trigger.conditions, facts_of(change, email)):
+                if trigger.id in fired or not matches(trigger.conditions, facts):
                     continue
                 fired.append(trigger.id)  # at most once per change, even when it failed
+                if trigger.notifies_only:  # nothing changed that a condition reads
+                    await self.notify(session, change, trigger, apply)
+                    continue
                 progress = await self.fire(session, change, trigger, apply) or progress
+                facts = facts_of(change, email)
             if not progress:
                 return fired
         log.error(
@@ -118,6 +185,17 @@ class TriggerRunner:
             changes={"note": f"triggers stopped after {MAX_PASSES} passes", "fired": [str(f) for f in fired]},
         )
         return fired
+
+    async def notify(self, session: AsyncSession, change: Change, trigger: LoadedTrigger, apply: Apply) -> None:
+        """A trigger that only sends mail: its events and audit entry are added to the session
+        (no statement runs, so no savepoint is needed to undo them)."""
+        try:
+            await self.act(session, change, trigger, apply)
+        except Exception as exc:  # a bug of ours, or data the event model refuses: the change goes on
+            log.warning(
+                "trigger %s (%s) skipped on ticket #%s: %s", trigger.id, trigger.title, change.ticket.number, exc,
+                exc_info=True,
+            )
 
     async def fire(self, session: AsyncSession, change: Change, trigger: LoadedTrigger, apply: Apply) -> bool:
         """The trigger's actions, all or none; False (logged) if it could not act."""
@@ -162,16 +240,18 @@ class TriggerRunner:
                 notes.append(action)
         if fields:
             await apply(session, change, TicketUpdate.model_validate(fields), TRIGGER_ACTOR, kind, {kind: named})
+        snapshot = TicketOut.model_validate(ticket) if notes else None
         for action in notes:
-            events.emit(
-                session, topic=events.TOPIC_NOTIFICATION, ticket=TicketOut.model_validate(ticket),
-                trigger_id=trigger.id, trigger_title=trigger.title,
-                audience=action.field.removeprefix("notify_"), comment=change.comment, via=kind,
-                **action.value,
-            )
+            assert snapshot is not None
+            events.emit(session, topic=events.TOPIC_NOTIFICATION, ticket=snapshot, **notification_fields(
+                change.via, kind, trigger, action, comment=change.comment, mail_kind=change.mail_kind,
+                sending_host=change.sending_host, verified=change.verified, actor_id=change.assigned_by
+                if action.value.get("template") == "ticket_assigned" else change.actor.id,
+                previous_status=change.before.get("status"),
+            ))
         audit_service.record(
             session, ticket_id=ticket.id, actor_type=AuthorType.system, actor_id=None, action=kind,
-            via=kind, changes={kind: named, "actions": [a.field for a in trigger.actions]},
+            via=kind, changes=notification_audit(trigger, kind),
         )
 
     async def round_robin(self, session: AsyncSession, group_id: uuid.UUID | None) -> uuid.UUID:

@@ -28,20 +28,24 @@ TICKET_FIELDS = (
 ConditionField = Literal[
     "event", "status", "priority", "type", "channel", "group_id", "assignee_id", "requester_id",
     "requester_email", "requester_domain", "organization_id", "tags", "subject",
-    "comment_text", "comment_visibility", "comment_author_type", "via",
+    "comment_text", "comment_visibility", "comment_author_type", "via", "sla_metric", "satisfaction_score",
 ]
 Operator = Literal[
     "is", "is_not", "contains", "not_contains", "changed", "changed_to", "changed_from",
     "less_than", "greater_than", "includes_any", "includes_none",
 ]
 VIA = ("email", "api", "macro", "trigger", "automation")
-EVENTS = ("created", "updated")
+# sla_breached: a target of the ticket passed unmet (its `sla_metric`); satisfaction_rated: the
+# requester rated the ticket (`satisfaction_score`)
+EVENTS = ("created", "updated", "sla_breached", "satisfaction_rated")
+SLA_METRICS = ("first_reply_time", "next_reply_time", "resolution_time")
 ENUM_VALUES: dict[str, tuple[str, ...]] = {
     "event": EVENTS, "via": VIA,
     "status": tuple(s.value for s in TicketStatus), "priority": tuple(p.value for p in TicketPriority),
     "type": tuple(t.value for t in TicketType), "channel": tuple(c.value for c in Channel),
     "comment_visibility": tuple(v.value for v in Visibility),
     "comment_author_type": tuple(a.value for a in AuthorType),
+    "sla_metric": SLA_METRICS, "satisfaction_score": ("good", "bad"),
 }
 TEXT_FIELDS = ("subject", "comment_text", "requester_email", "requester_domain")
 CHANGE_OPERATORS = ("changed", "changed_to", "changed_from")
@@ -94,18 +98,34 @@ class Conditions(BaseModel):
     any: list[Condition] = Field(default_factory=list, max_length=50)
 
 
+# the built-in mails a notification can send (outbound/templates), and to whom each may go
+BUILTIN_TEMPLATES: dict[str, tuple[str, ...]] = {
+    "ticket_created": ("requester",),
+    "ticket_assigned": ("assignee", "group"),
+    "ticket_new_comment": ("requester", "assignee", "group"),
+    "ticket_status_changed": ("requester",),
+}
+
+
 class Notification(BaseModel):
-    """A mail a trigger sends: jinja2 templates with `ticket`, `requester`, `comment`, `agent`."""
+    """A mail a trigger sends: jinja2 templates with `ticket`, `requester`, `comment`, `agent`.
+
+    With `template`, one of the built-in mails (the seeded default triggers use these);
+    `subject` and `body`, if given, replace its subject and text. Without, both are needed."""
 
     model_config = ConfigDict(extra="forbid")
 
-    subject: Annotated[str, StringConstraints(min_length=1, max_length=998)]
-    body: Annotated[str, StringConstraints(min_length=1, max_length=65_536)]
+    template: Literal["ticket_created", "ticket_assigned", "ticket_new_comment", "ticket_status_changed"] | None = None
+    subject: Annotated[str, StringConstraints(min_length=1, max_length=998)] | None = None
+    body: Annotated[str, StringConstraints(min_length=1, max_length=65_536)] | None = None
 
     @model_validator(mode="after")
     def _templates_parse(self) -> Notification:
+        if self.template is None and (self.subject is None or self.body is None):
+            raise ValueError("a notification needs a subject and a body (or a built-in template)")
         for name in ("subject", "body"):
-            problem = template_problem(getattr(self, name))
+            source = getattr(self, name)
+            problem = template_problem(source) if source is not None else None
             if problem:
                 raise ValueError(f"{name} is not a valid template ({problem})")
         return self
@@ -138,7 +158,11 @@ class TriggerAction(BaseModel):
 
     def _checked_value(self) -> Any:
         if self.field in NOTIFY_ACTIONS:
-            return Notification.model_validate(self.value).model_dump()
+            notification = Notification.model_validate(self.value)
+            audience = self.field.removeprefix("notify_")
+            if notification.template and audience not in BUILTIN_TEMPLATES[notification.template]:
+                raise ValueError(f"{notification.template} is not sent by {self.field}")
+            return notification.model_dump(exclude_none=True)
         if self.field in ("add_tags", "remove_tags"):
             value = self.value if isinstance(self.value, list) else [self.value]
             return TicketUpdate.model_validate({"tags": value}).tags

@@ -8,7 +8,10 @@ from swagger_ui_bundle import swagger_ui_path
 
 import logging
 
+from datetime import UTC, datetime
+
 from core.db import driver_of
+from core.sla.targets import compliance
 from gateway.http.keys import DB, METRICS
 from gateway.http.openapi import OPENAPI_KEY
 from gateway.http.routing import RouteTable
@@ -19,6 +22,8 @@ log = logging.getLogger(__name__)
 routes = RouteTable("system")
 
 # Swagger UI from the swagger-ui-bundle-v2 wheel: served by us, so the page works offline
+# /metrics' SLA totals: every target there is (the figures of GET /sla/compliance without a window)
+ALL_TIME = (datetime(1970, 1, 1, tzinfo=UTC), datetime(9999, 1, 1, tzinfo=UTC))
 DOCS_ASSETS = "/docs/assets"
 DOCS_PAGE = f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>Helpdesk gateway API</title>
@@ -71,6 +76,11 @@ async def metrics(request: web.Request) -> web.Response:
             registry.search_lag.set(await queue_lag(connection))
     except Exception:  # no database, no lag figure: the rest of the metrics still answer
         log.debug("search lag not measured", exc_info=True)
+    try:  # the SLA totals of every process, where they are kept
+        async with request.app[DB].read_only() as session:
+            registry.sla_targets.figures = await compliance(session, start=ALL_TIME[0], end=ALL_TIME[1])
+    except Exception:
+        log.debug("SLA totals not read", exc_info=True)
     return web.Response(body=request.app[METRICS].render(), content_type="text/plain", charset="utf-8")
 
 
