@@ -3,7 +3,7 @@
 `ticket_search` holds one document per live ticket, built by the indexer from the database:
 weighted text (subject A; description and comments B; requester, tags C) and copies of the
 fields that queries filter and facet on, so that a query reads one table. The documents live out
-of the row (migration 0011: toast_tuple_target), so the rows a query visits for its count and
+of the row (migration 0012: toast_tuple_target), so the rows a query visits for its count and
 facets stay small; snippets are cut from the tickets' own text. `search_queue` is the indexer's to-do list: tickets whose document must be
 rebuilt, one row per ticket however many events named it.
 """

@@ -10,8 +10,8 @@ match reads it for ranking. Rows written before this are narrowed when they are 
 (The words index keeps its pending list: without it, writing a document cost 3-10 times as
 much, and replies at 50 a second were no longer searchable within a second.)
 
-Revision ID: 0011
-Revises: 0010
+Revision ID: 0012
+Revises: 0011
 Create Date: 2026-11-30
 """
 from __future__ import annotations
@@ -19,8 +19,8 @@ from __future__ import annotations
 from alembic import op
 
 
-revision = '0011'
-down_revision = '0010'
+revision = '0012'
+down_revision = '0011'
 branch_labels = None
 depends_on = None
 
