@@ -28,6 +28,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.clock import utcnow
 from core.config import Settings
+from core.customers.models import Customer
 from core.db import Database
 from core.enums import DeliveryStatus, MessageDirection
 from core.events import Event, OutboundDelivery, TicketCreated, parse_event
@@ -153,6 +154,10 @@ class Mailer:
         rows: list[dict[str, Any]] = []
         comments: dict[uuid.UUID, uuid.UUID | None] = {}
         counted: dict[str, int] = {}  # automatic mail planned in this batch, per address
+        # the requesters in one query, held while they are looked up by key (the session's
+        # identity map keeps only what is referenced): one query per event before
+        requesters = list(await session.scalars(select(Customer).where(
+            Customer.id.in_({e.ticket.requester_id for e in events if e.ticket.requester_id is not None}))))
         told = [(event, await recipients_for(session, event)) for event in events if event.ticket.id in live]
         sent = await sent_last_hour(session, [r for _, recipients in told for r in recipients])
         for event, recipients in told:

@@ -69,7 +69,9 @@ class Recipient:
 
 
 async def _customers(session: AsyncSession, ticket: TicketOut, *, followers: bool) -> list[Customer]:
-    found = list(await session.scalars(select(Customer).where(Customer.id == ticket.requester_id)))
+    # by primary key: a requester the mailer loaded for its whole batch costs no query here
+    requester = await session.get(Customer, ticket.requester_id) if ticket.requester_id is not None else None
+    found = [requester] if requester is not None else []
     if followers:
         found += list(await session.scalars(
             select(Customer).join(ticket_followers, ticket_followers.c.customer_id == Customer.id)
