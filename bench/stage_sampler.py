@@ -19,6 +19,7 @@ import signal
 import sys
 import threading
 import time
+import types
 from collections import Counter
 from pathlib import Path
 
@@ -43,6 +44,14 @@ def stage_of(task: object) -> str:
     return STAGES.get(qualname, f"task {qualname or '?'}")
 
 
+def idle(code: types.CodeType) -> bool:
+    """Waiting for I/O: in asyncio's loop, its selector's Python frame; in uvloop's, whose
+    loop is C, nothing above the runner's `run`."""
+    if code.co_name in ("select", "poll") and "selectors" in code.co_filename:
+        return True
+    return code.co_name == "run" and code.co_filename.endswith(("asyncio/runners.py", "uvloop/__init__.py"))
+
+
 def sample(main_id: int, counts: Counter[str]) -> None:
     current = asyncio.tasks._current_tasks  # loop -> running task, readable from here
     while True:
@@ -50,7 +59,7 @@ def sample(main_id: int, counts: Counter[str]) -> None:
         frame = sys._current_frames().get(main_id)
         if frame is None:
             return
-        if frame.f_code.co_name in ("select", "poll") and "selectors" in frame.f_code.co_filename:
+        if idle(frame.f_code):
             counts["idle"] += 1
             continue
         task = next(iter(current.values()), None) if current else None

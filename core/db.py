@@ -51,11 +51,18 @@ class Database:
         statement. Raises `ConnectionLost` (after dropping the connection from the pool)
         when the database went away underneath, so the caller may retry once.
         """
+        async with self.driver() as driver, driver.transaction():
+            yield driver
+
+    @asynccontextmanager
+    async def driver(self) -> AsyncIterator[asyncpg.Connection]:
+        """A pooled connection's asyncpg driver outside any transaction: each statement is its
+        own transaction, committed before its result comes back (one round trip, where
+        BEGIN and COMMIT cost two more). `ConnectionLost` as for `driver_transaction`."""
         async with self.engine.connect() as connection:
             driver: asyncpg.Connection = (await connection.get_raw_connection()).driver_connection
             try:
-                async with driver.transaction():
-                    yield driver
+                yield driver
             except Exception as exc:
                 if not driver.is_closed():
                     raise

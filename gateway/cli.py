@@ -9,7 +9,7 @@ import logging
 import signal
 import sys
 import warnings
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any, NoReturn
@@ -389,13 +389,23 @@ def configure_logging(args: argparse.Namespace) -> None:
     warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR.*")
 
 
+def event_loop_factory(settings: Settings) -> Callable[[], asyncio.AbstractEventLoop] | None:
+    """uvloop's loop for `serve` (asyncio's default when so set)."""
+    if settings.event_loop == "asyncio":
+        return None
+    import uvloop
+
+    return uvloop.new_event_loop
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     configure_logging(args)
     try:
         settings = settings_from(args)
         if args.command == "serve":
-            asyncio.run(serve(settings, supervised=args.supervised))
+            with asyncio.Runner(loop_factory=event_loop_factory(settings)) as runner:
+                runner.run(serve(settings, supervised=args.supervised))
         elif args.command == "migrate":
             asyncio.run(migrate(settings))
         elif args.command == "reindex":

@@ -132,6 +132,10 @@ class _DataLines(asyncio.StreamReader):
             return b"..\r\n"  # a line holding a dot, not the end of data
         return line
 
+    def line_waiting(self) -> bool:
+        """A whole line (a pipelined command) is buffered: reading it will not wait."""
+        return b"\n" in self._buffer
+
 
 class IngressSMTP(SMTP):
     """aiosmtpd's server with RFC 3463 codes for size refusals, a connection count, and DATA
@@ -150,6 +154,7 @@ class IngressSMTP(SMTP):
         self._stressed = False
         self._idle_seconds = idle_seconds
         self._stress_idle_seconds = stress_idle_seconds
+        self._held_replies = b""  # replies to pipelined commands not yet written (push)
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         if self in self._sessions:  # again after STARTTLS: the same session
@@ -216,7 +221,18 @@ class IngressSMTP(SMTP):
                 text = TOO_BIG
             elif text.startswith("500 Line too long"):
                 text = "500 5.5.2 Line too long (RFC 5321 section 4.5.3.1.6 allows 1000 octets)"
-        await super().push(text)
+        response = text.encode("utf-8" if self.enable_SMTPUTF8 else "ascii") + b"\r\n"
+        # Pipelined commands (RFC 2920) get their replies in one write, not one each: a
+        # 250 is held while the next command is already buffered (its reading cannot wait),
+        # and goes out with the next reply that is not held. Only 250s: a 354 must reach the
+        # sender before its message does, a 220 before STARTTLS's handshake, and a refusal
+        # may be followed by hanging up. A send on loopback cost as much as a command.
+        if text.startswith("250") and isinstance(self._reader, _DataLines) and self._reader.line_waiting():
+            self._held_replies += response
+            return
+        self._writer.write(self._held_replies + response if self._held_replies else response)
+        self._held_replies = b""
+        await self._writer.drain()
         if text == TOO_MANY_UNKNOWN and self.transport is not None:
             self.transport.close()
 

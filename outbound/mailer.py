@@ -28,6 +28,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.clock import utcnow
 from core.config import Settings
+from core.customers.models import Customer
 from core.db import Database
 from core.enums import DeliveryStatus, MessageDirection
 from core.events import Event, OutboundDelivery, TicketCreated, TriggerNotification, parse_event
@@ -35,7 +36,7 @@ from core.metrics import Metrics
 from core.tickets.models import MessageId, Ticket
 from outbound.budget import AckBudget
 from outbound.compose import CannotCompose, Composer, lock_deliveries, new_message_id
-from outbound.recipients import TICKET_CREATED, Screened, recipients_for, screen
+from outbound.recipients import TICKET_CREATED, Screened, recipients_for, screen, sent_last_hour
 from outbound.transport import PermanentFailure, TemporaryFailure, Transport
 
 log = logging.getLogger(__name__)
@@ -153,13 +154,17 @@ class Mailer:
         rows: list[dict[str, Any]] = []
         comments: dict[uuid.UUID, uuid.UUID | None] = {}
         counted: dict[str, int] = {}  # automatic mail planned in this batch, per address
-        for event in events:
+        # the requesters in one query, held while they are looked up by key (the session's
+        # identity map keeps only what is referenced): one query per event before
+        requesters = list(await session.scalars(select(Customer).where(
+            Customer.id.in_({e.ticket.requester_id for e in events if e.ticket.requester_id is not None}))))
+        told = [(event, await recipients_for(session, event)) for event in events if event.ticket.id in live]
+        sent = await sent_last_hour(session, [r for _, recipients in told for r in recipients])
+        for event, recipients in told:
             event_id, ticket_id = event.event_id, event.ticket.id
-            if ticket_id not in live:
-                continue
             screened = await screen(
-                session, await recipients_for(session, event), mailboxes=self.settings.support_mailboxes,
-                auto_per_hour=self.settings.auto_replies_per_hour, planned=counted,
+                session, recipients, mailboxes=self.settings.support_mailboxes,
+                auto_per_hour=self.settings.auto_replies_per_hour, planned=counted, sent=sent,
             )
             screened = self._within_ack_budget(event, screened)
             for recipient, reason in screened.suppressed:

@@ -23,6 +23,7 @@ created, assigned, status_changed and commented events written by the change pat
 from __future__ import annotations
 
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -75,7 +76,9 @@ class Recipient:
 
 
 async def _customers(session: AsyncSession, ticket: TicketOut, *, followers: bool) -> list[Customer]:
-    found = list(await session.scalars(select(Customer).where(Customer.id == ticket.requester_id)))
+    # by primary key: a requester the mailer loaded for its whole batch costs no query here
+    requester = await session.get(Customer, ticket.requester_id) if ticket.requester_id is not None else None
+    found = [requester] if requester is not None else []
     if followers:
         found += list(await session.scalars(
             select(Customer).join(ticket_followers, ticket_followers.c.customer_id == Customer.id)
@@ -237,12 +240,14 @@ class Screened:
 
 async def screen(
     session: AsyncSession, recipients: list[Recipient], *, mailboxes: dict[str, str], auto_per_hour: int,
-    planned: dict[str, int] | None = None,
+    planned: dict[str, int] | None = None, sent: Mapping[str, int] | None = None,
 ) -> Screened:
     """Drops our own addresses, robots, bouncing addresses and automatic mail over the hourly cap.
 
     `planned` counts automatic mail already planned in this transaction (and is updated). Mailers
-    running side by side may each let one more through: the cap stops loops, it is not a quota."""
+    running side by side may each let one more through: the cap stops loops, it is not a quota.
+    `sent`: the addresses' counts of the last hour, read beforehand for a whole batch
+    (`sent_last_hour`); otherwise each address is counted here."""
     planned = {} if planned is None else planned
     accepted: list[Recipient] = []
     suppressed: list[tuple[Recipient, str]] = []
@@ -261,7 +266,8 @@ async def screen(
         elif r.customer is not None and r.customer.bouncing:
             reason = "bouncing"
         elif r.template in AUTOMATIC:
-            if await _sent_last_hour(session, address) + planned.get(address, 0) >= auto_per_hour:
+            before = sent.get(address, 0) if sent is not None else await _sent_last_hour(session, address)
+            if before + planned.get(address, 0) >= auto_per_hour:
                 reason = "rate_limited"
             else:
                 planned[address] = planned.get(address, 0) + 1
@@ -282,3 +288,21 @@ async def _sent_last_hour(session: AsyncSession, address: str) -> int:
         )
     )
     return count or 0
+
+
+async def sent_last_hour(session: AsyncSession, recipients: list[Recipient]) -> dict[str, int]:
+    """`_sent_last_hour` for every address of these recipients that gets automatic mail, in
+    one query (the mailer screens a batch of events at once: one query each cost a fifth of
+    its planning)."""
+    addresses = sorted({r.address.strip().lower() for r in recipients if r.template in AUTOMATIC})
+    if not addresses:
+        return {}
+    since = datetime.now(UTC) - timedelta(hours=1)
+    rows = await session.execute(
+        select(OutboundDelivery.recipient, func.count()).where(
+            OutboundDelivery.recipient.in_(addresses),
+            OutboundDelivery.template.in_(sorted(AUTOMATIC)),
+            OutboundDelivery.created_at >= since,
+        ).group_by(OutboundDelivery.recipient)
+    )
+    return {address: count for address, count in rows.all()}

@@ -199,3 +199,19 @@ def test_version_and_every_option_has_help() -> None:
         if not isinstance(action, argparse._SubParsersAction) and not action.help
     ]
     assert undocumented == []
+
+
+def test_serve_runs_on_uvloop_unless_told_otherwise() -> None:
+    import uvloop
+
+    from core.config import Settings
+    from gateway.cli import event_loop_factory
+
+    factory = event_loop_factory(Settings())
+    assert factory is not None
+    loop = factory()
+    try:
+        assert isinstance(loop, uvloop.Loop)
+    finally:
+        loop.close()
+    assert event_loop_factory(Settings(event_loop="asyncio")) is None  # asyncio's default loop

@@ -227,3 +227,33 @@ async def test_raw_8bit_headers_are_stored_and_ingested(gateway: Running) -> Non
     inbound = await gateway.settled(queued_id(reply))
     assert inbound.status is InboundStatus.processed and inbound.attempts == 0
     assert inbound.raw.startswith(b"From: =?utf-8?q?J=C3=BCrgen?=")  # the original bytes, untouched
+
+
+async def test_pipelined_commands_get_every_reply_in_order(gateway: Running) -> None:
+    """Replies to pipelined commands are held while the next command is buffered and written
+    together (RFC 2920): none may be lost, reordered, or held while the server waits to read."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", gateway.smtp_port)
+
+    async def replies(count: int) -> list[str]:
+        lines: list[str] = []
+        while len([line for line in lines if line[3:4] != "-"]) < count:
+            lines.append((await asyncio.wait_for(reader.readline(), 10)).decode().rstrip())
+        return [line for line in lines if line[3:4] != "-"]
+
+    def message(n: int) -> bytes:
+        return crlf(mail(f"pipelined {n}", message_id=f"<pipelined-{n}@customer.test>").as_bytes()) + b".\r\n"
+
+    assert (await replies(1))[0].startswith("220")
+    writer.write(b"EHLO client.test\r\nMAIL FROM:<jane@customer.test>\r\nRCPT TO:<nobody@example.com>\r\n"
+                 b"RCPT TO:<" + SUPPORT.encode() + b">\r\nDATA\r\n")
+    assert [r[:3] for r in await replies(5)] == ["250", "250", "550", "250", "354"]
+    # the end of one message with the next transaction behind it: its 250 waits for theirs
+    writer.write(message(1) + b"MAIL FROM:<jane@customer.test>\r\nRCPT TO:<" + SUPPORT.encode() + b">\r\nDATA\r\n")
+    first = await replies(4)
+    assert [r[:3] for r in first] == ["250", "250", "250", "354"] and "queued as" in first[0]
+    writer.write(message(2) + b"NOOP\r\nQUIT\r\n")
+    second = await replies(3)
+    assert [r[:3] for r in second] == ["250", "250", "221"] and "queued as" in second[0]
+    writer.close()
+    for reply in (first[0], second[0]):
+        assert (await gateway.settled(queued_id(reply.encode()))).status is InboundStatus.processed

@@ -306,6 +306,26 @@ async def test_automatic_replies_are_capped_per_sender_and_hour(database_url: st
         assert 'helpdesk_mail_suppressed_total{reason="rate_limited"} 2.0' in gw.gateway.metrics.render().decode()
 
 
+async def test_a_batch_is_screened_against_the_hourly_counts_read_once(gw: Running, sink: SmtpSink) -> None:
+    """The mailer reads the last hour's automatic mail for a whole batch's addresses in one
+    query; `screen` caps on those counts as it did counting each address itself."""
+    from outbound.recipients import TICKET_CREATED, TICKET_NEW_COMMENT, Recipient, screen, sent_last_hour
+
+    sender, other = unique("counted"), unique("quiet")
+    ticket, _ = await new_ticket(gw, sender)
+    await settled(gw, ticket.id)
+    await sink.wait_for(sender)  # its acknowledgement: one automatic mail this hour
+    chatty = [Recipient(sender.upper(), TICKET_CREATED), Recipient(other, TICKET_CREATED)]
+    async with gw.db.unit_of_work() as session:
+        counts = await sent_last_hour(session, [*chatty, Recipient(sender, TICKET_NEW_COMMENT)])
+        assert counts == {sender: 1}  # addresses as stored (lower case); nothing for `other`
+        one_a_day = await screen(session, chatty, mailboxes={SUPPORT: "Support"}, auto_per_hour=1, sent=counts)
+        queried = await screen(session, chatty, mailboxes={SUPPORT: "Support"}, auto_per_hour=1)
+    for screened in (one_a_day, queried):
+        assert [r.address for r in screened.accepted] == [other]
+        assert [(r.address, why) for r, why in screened.suppressed] == [(sender.upper(), "rate_limited")]
+
+
 async def test_without_a_relay_mail_goes_to_the_maildir(database_url: str, tmp_path: Path) -> None:
     settings = make_settings(database_url, tmp_path / "data", outbox_poll_seconds=0.05)
     sender = unique("maildir")
