@@ -147,9 +147,10 @@ class Settings(BaseSettings):
     s3_secret_access_key: str | None = None
     redis_url: str | None = None  # redis://host:6379/0: one rate limit and cache invalidation for all
     processes: str = "1"  # `serve` processes on this host sharing the ports; `auto` = cores
-    # `serve`'s event loop: uvloop's sends, reads and timers cost a fraction of asyncio's own
-    # (about a fifth of an SMTP front's CPU); `asyncio` for debugging with asyncio's tools
-    event_loop: Literal["uvloop", "asyncio"] = "uvloop"
+    # `serve`'s event loop. uvloop cut an SMTP front's CPU per message by about a fifth, but the
+    # HTTP API served 11-14% fewer requests on it (bench/api.py, 2026-11-30): `auto` takes
+    # uvloop for processes without the api role, asyncio's own loop for those with it
+    event_loop: Literal["auto", "uvloop", "asyncio"] = "auto"
     # satisfaction surveys (issue 10)
     satisfaction_delay_hours: float = Field(default=24.0, ge=0)  # solved this long: the survey goes out
 

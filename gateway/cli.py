@@ -390,8 +390,8 @@ def configure_logging(args: argparse.Namespace) -> None:
 
 
 def event_loop_factory(settings: Settings) -> Callable[[], asyncio.AbstractEventLoop] | None:
-    """uvloop's loop for `serve` (asyncio's default when so set)."""
-    if settings.event_loop == "asyncio":
+    """uvloop's loop for `serve`, or None for asyncio's default (see Settings.event_loop)."""
+    if settings.event_loop == "asyncio" or (settings.event_loop == "auto" and "api" in settings.roles):
         return None
     import uvloop
 
