@@ -10,7 +10,8 @@ Steps, each printed as it finishes:
    ~20,000 invented ones, lengths varying from a line to several paragraphs;
 2. `helpdesk reindex` (its own process, the gateway serving meanwhile): tickets/s;
 3. five query types (single word, two words + qualifier, phrase, typo, qualifiers only), each
-   from --clients concurrent clients for --seconds: ours over HTTP, then the bare baseline, a
+   from --clients concurrent clients for --seconds (both sides warmed on them first): ours over
+   HTTP, with the CPU it cost the gateway and PostgreSQL per query, then the bare baseline, a
    hand-written `SELECT … WHERE document @@ websearch_to_tsquery(…) ORDER BY ts_rank … LIMIT 20`
    (or for qualifiers only, the same filters ordered by updated_at) through an asyncpg pool of
    --clients connections, on the same table;
@@ -315,10 +316,8 @@ async def freshness(dsn: str, smtp_port: int, rate: float, seconds: float) -> li
 
 # ---- the run -----------------------------------------------------------------------------
 
-def memory_mb(pid: int, *, without: int | None = None) -> float:
-    """PSS of a process and its children (the embedded PostgreSQL's tree left out)."""
-    total = 0.0
-    proc = psutil.Process(pid)
+def _tree(pid: int, without: int | None) -> list[psutil.Process]:
+    """A process and its children, the embedded PostgreSQL's tree left out."""
     skip = set()
     if without is not None:
         try:
@@ -326,9 +325,26 @@ def memory_mb(pid: int, *, without: int | None = None) -> float:
             skip = {root.pid, *(c.pid for c in root.children(recursive=True))}
         except psutil.Error:
             pass
-    for p in [proc, *proc.children(recursive=True)]:
-        if p.pid in skip:
-            continue
+    proc = psutil.Process(pid)
+    return [p for p in [proc, *proc.children(recursive=True)] if p.pid not in skip]
+
+
+def cpu_seconds(pid: int, *, without: int | None = None) -> float:
+    """CPU time (user + system) of a process tree so far (PostgreSQL: every backend)."""
+    total = 0.0
+    for p in _tree(pid, without):
+        try:
+            times = p.cpu_times()
+            total += times.user + times.system
+        except psutil.Error:
+            pass
+    return total
+
+
+def memory_mb(pid: int, *, without: int | None = None) -> float:
+    """PSS of a process and its children (the embedded PostgreSQL's tree left out)."""
+    total = 0.0
+    for p in _tree(pid, without):
         try:
             total += p.memory_full_info().pss
         except psutil.Error:
@@ -376,17 +392,22 @@ async def bench(args: argparse.Namespace, work: Path) -> bool:
         base = f"http://127.0.0.1:{http_port}"
         rng = random.Random(11)
         sets = await query_sets(dsn, args.tickets, rng)
-        print(f"\n{'query type':<24}| ours p50 | ours p95 | bare p50 | bare p95 | p50 ratio | ours q/s | errors")
+        print(f"\n{'query type':<24}| ours p50 | ours p95 | bare p50 | bare p95 | p50 ratio | ours q/s | errors"
+              " | ours CPU ms/query: gateway, PostgreSQL")
         for kind, queries in sets.items():
             # both warmed on this kind's queries first: whichever ran second would otherwise
             # find the documents the first one read already cached
             await run_ours(base, token, queries, args.clients, 2)
             await run_bare(dsn, queries, args.clients, 2)
+            cpu_before = cpu_seconds(gateway.pid, without=pg_pid), cpu_seconds(pg_pid)
             ours, errors = await run_ours(base, token, queries, args.clients, args.seconds)
+            gateway_cpu = (cpu_seconds(gateway.pid, without=pg_pid) - cpu_before[0]) * 1000 / max(len(ours), 1)
+            pg_cpu = (cpu_seconds(pg_pid) - cpu_before[1]) * 1000 / max(len(ours), 1)
             bare = await run_bare(dsn, queries, args.clients, args.seconds)
             ratio = pct(ours, 50) / pct(bare, 50)
             print(f"{kind:<24}| {pct(ours, 50):8.1f} | {pct(ours, 95):8.1f} | {pct(bare, 50):8.1f} |"
-                  f" {pct(bare, 95):8.1f} | {ratio:9.2f} | {len(ours) / args.seconds:8.0f} | {errors}", flush=True)
+                  f" {pct(bare, 95):8.1f} | {ratio:9.2f} | {len(ours) / args.seconds:8.0f} | {errors:6} |"
+                  f" {gateway_cpu:.1f}, {pg_cpu:.1f}", flush=True)
             ok &= (pct(ours, 95) < 50 or kind == "broad word") and errors == 0
 
         times = await freshness(dsn, smtp_port, args.rate, args.fresh_seconds)
