@@ -7,8 +7,10 @@ facets are a few hundred bytes and stay cached; the subject vector stays in the 
 match reads it for ranking. Rows written before this are narrowed when they are next indexed;
 `helpdesk reindex` does all at once.
 
-(The words index keeps its pending list: without it, writing a document cost 3-10 times as
-much, and replies at 50 a second were no longer searchable within a second.)
+The words index keeps its pending list (without it, writing a document cost 3-10 times as
+much), capped at 512 kB
+(default 4 MB): the write that fills the list merges it into the index. Writing 3,000 documents
+in fives at 200k tickets: p99 359 -> 171 ms, max 604 -> 441 ms, mean 26 -> 24 ms a write.
 
 Revision ID: 0012
 Revises: 0011
@@ -29,9 +31,11 @@ def upgrade() -> None:
     op.execute("ALTER TABLE ticket_search DROP COLUMN body")
     op.execute("ALTER TABLE ticket_search SET (toast_tuple_target = 128)")
     op.execute("ALTER TABLE ticket_search ALTER COLUMN title SET STORAGE MAIN")
+    op.execute("ALTER INDEX ix_ticket_search_document SET (gin_pending_list_limit = 512)")
 
 
 def downgrade() -> None:
+    op.execute("ALTER INDEX ix_ticket_search_document RESET (gin_pending_list_limit)")
     op.execute("ALTER TABLE ticket_search ALTER COLUMN title SET STORAGE EXTENDED")
     op.execute("ALTER TABLE ticket_search RESET (toast_tuple_target)")
     # filled again by the next `helpdesk reindex`; empty until then (snippets show the start)
