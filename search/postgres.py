@@ -154,7 +154,8 @@ numbered AS (SELECT *, row_number() OVER (ORDER BY {_ORDER}) AS n FROM page),
 shown AS (
     -- the row past the page only tells that there is a next page: no snippet for it
     SELECT p.ticket_id, p.score, p.updated_at, CASE WHEN p.n <= {shown_limit} THEN {headline} END AS headline
-    FROM numbered p JOIN ticket_search s ON s.ticket_id = p.ticket_id, q
+    FROM numbered p JOIN ticket_search s ON s.ticket_id = p.ticket_id
+    LEFT JOIN tickets d ON d.id = p.ticket_id, q
 ),
 {_COMBINATIONS}
 {_RESULT}
@@ -244,27 +245,27 @@ def _headline(sql: _Sql, words: list[str]) -> str:
     description, then its comments, oldest first) where a searched word starts, cut from a
     window around that place. Markup characters are hidden from ts_headline, which would drop
     `<script>` as a tag rather than show it; marked_to_html brings them back, escaped (the
-    characters the markers use are removed from the text first, as in the documents)."""
+    characters the markers use are removed from the text first, as in the documents).
+    Written over `shown`'s rows: `p` the page, `s` the search row, `d` the ticket."""
     hide = "E'<>&\\x02\\x03\\uE000\\uE001\\uE002', E'\\uE000\\uE001\\uE002'"
     subject = (f"ts_headline('{CONFIG}', translate(s.subject, '<>&', E'\\uE000\\uE001\\uE002'), q.q,"
                f" {sql.bind(_SUBJECT_OPTIONS, '::text')})")
-    description = "(SELECT t.description FROM tickets t WHERE t.id = p.ticket_id)"
     if words:
         pattern = sql.bind("\\m(?:" + "|".join(_regex_literal(w) for w in words) + ")", "::text")
         # the first text where a word starts as written (any case), else accent-folded: the
         # description, then the comments along their index, so the scan stops at the first
         first = [
-            f"(SELECT t.description FROM tickets t WHERE t.id = p.ticket_id AND {folded}(t.description) ~* {pattern})"
+            f"CASE WHEN {folded}(d.description) ~* {pattern} THEN d.description END"
             f", (SELECT c.body FROM ticket_comments c WHERE c.ticket_id = p.ticket_id"
             f" AND {folded}(c.body) ~* {pattern} ORDER BY c.created_at LIMIT 1)"
             for folded in ("", "helpdesk_unaccent")
         ]
-        text = f"coalesce({', '.join(first)}, {description})"
+        text = f"coalesce({', '.join(first)}, d.description)"
         # positions in the folded text may differ by a letter or two (ß ▸ ss): within the window
         at = (f"coalesce(nullif(regexp_instr(f.text, {pattern}, 1, 1, 0, 'i'), 0),"
               f" nullif(regexp_instr(helpdesk_unaccent(f.text), {pattern}, 1, 1, 0, 'i'), 0), 1)")
     else:
-        text, at = description, "1"
+        text, at = "d.description", "1"
     body = (f"(SELECT ts_headline('{CONFIG}', translate(substr(f.text, greatest(1, {at} - {HEADLINE_BEFORE}),"
             f" {HEADLINE_WINDOW}), {hide}), q.q, {sql.bind(_HEADLINE_OPTIONS, '::text')})"
             f" FROM (SELECT {text} AS text) f)")
