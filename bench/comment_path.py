@@ -23,6 +23,12 @@ async def main(n: int) -> None:
         db = Database(url, pool_size=2)
         from core.tickets.changes import ticket_changes
         async with db.unit_of_work() as s:
+            try:  # the default notification triggers, as a deployment's first start seeds them
+                from core.triggers.defaults import seed_default_triggers
+            except ImportError:  # a tree from before they existed
+                pass
+            else:
+                await seed_default_triggers(s)
             agent = await agent_service.create(s, email="bench@agents.test", name="B", role=AgentRole.agent)
             actor = Actor(AuthorType.agent, agent.id, AgentRole.agent)
             t = await ticket_changes.create(s, TicketCreate.model_validate({"subject": "x", "comment": {"body": "y"}, "requester": {"email": "r@c.test"}}), actor)

@@ -3,12 +3,13 @@
 
 The same change as `TicketChangeService.comment` + `TicketService.add_comment` (the ticket's
 `updated_at` and first response, the comment, its audit entry and its `commented` event, in
-the request's one transaction), written as four statements on the session's own connection:
-through the ORM the flush and its bookkeeping were most of the request. The change's triggers
-are read with the ticket and evaluated on the row. Triggers that only send mail (the seeded
-notifications) fire here, their events and audit entries in the same statements; only when
-another fires, or the comment answers a reply target, is the ticket loaded through the ORM (the
-`settle` callback, which runs them all). The ORM path stays for comments with attachments.
+the request's one transaction), as two statements on the session's own connection: through
+the ORM the flush and its bookkeeping were most of the request. The first reads and locks the
+ticket with the active triggers; they are evaluated on the row. Triggers that only send mail
+(the seeded notifications) fire here: the second statement writes the ticket's touch, the
+comment, every audit entry and every outbox event at once. Only when another trigger fires,
+or the comment answers a reply target, is the ticket loaded through the ORM (the `settle`
+callback, which runs them all). The ORM path stays for comments with attachments.
 """
 
 from __future__ import annotations
@@ -32,38 +33,26 @@ from core.errors import Conflict, Forbidden, NotFound
 from core.events import CommentFacts
 from core.tickets.models import Ticket, TicketComment
 from core.tickets.schemas import CommentIn, CommentOut, TicketOut
-from core.tickets.views import VIEW_COLUMNS, ticket_from_row, ticket_ref
+from core.tickets.views import VIEW_COLUMNS, ticket_ref, ticket_values
 from core.sla.models import TicketSlaTarget
 from core.triggers.conditions import Facts, matches
 from core.triggers.models import Trigger
 from core.triggers.runner import LoadedTrigger, notification_audit, notification_fields, parse_triggers
 
-_RETURNING = ", ".join(c.key for c in VIEW_COLUMNS)
-_TOUCH = (
-    f"UPDATE {Ticket.__tablename__} SET updated_at = $2, "
+# the whole write in one statement: the ticket touched, the comment, its audit entries (the
+# comment's and those of notification triggers firing) and its outbox events, rows as arrays
+_WRITE = (
+    f"WITH touched AS (UPDATE {Ticket.__tablename__} SET updated_at = $2, "
     "first_response_at = CASE WHEN $3 THEN coalesce(first_response_at, $2) ELSE first_response_at END "
-    f"WHERE id = $1 RETURNING {_RETURNING}"
-)
-_COMMENT = (
-    f"INSERT INTO {TicketComment.__tablename__} "
+    "WHERE id = $1), "
+    f"comment AS (INSERT INTO {TicketComment.__tablename__} "
     "(id, ticket_id, author_type, author_agent_id, visibility, body) "
-    "VALUES ($1, $2, $3, $4, $5, $6) RETURNING created_at"
-)
-_AUDIT_COMMENT = (
-    f"INSERT INTO {TicketAuditLog.__tablename__} (id, ticket_id, actor_type, actor_id, action, changes, via) "
-    "VALUES ($1, $2, $3, $4, 'comment', $5, 'api')"
-)
-_EVENT = (
-    f"INSERT INTO {events.OutboxEvent.__tablename__} (id, topic, key, payload) VALUES ($1, $2, $3, $4)"
-)
-# the comment's with the firings of notification triggers: one statement each, rows as arrays
-_AUDITS = (
-    f"INSERT INTO {TicketAuditLog.__tablename__} (id, ticket_id, actor_type, actor_id, action, changes, via) "
-    "SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::author_type[], $4::uuid[], $5::text[], $6::jsonb[], $7::text[])"
-)
-_EVENTS = (
-    f"INSERT INTO {events.OutboxEvent.__tablename__} (id, topic, key, payload) "
-    "SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::jsonb[])"
+    "VALUES ($4, $1, $5, $6, $7, $8) RETURNING created_at), "
+    f"audits AS (INSERT INTO {TicketAuditLog.__tablename__} (id, ticket_id, actor_type, actor_id, action, changes, via) "
+    "SELECT * FROM unnest($9::uuid[], $10::uuid[], $11::author_type[], $12::uuid[], $13::text[], $14::jsonb[], $15::text[])), "
+    f"outbox AS (INSERT INTO {events.OutboxEvent.__tablename__} (id, topic, key, payload) "
+    "SELECT * FROM unnest($16::uuid[], $17::text[], $18::text[], $19::jsonb[])) "
+    "SELECT created_at FROM comment"
 )
 
 
@@ -90,15 +79,19 @@ _REPLY_DUE = literal_column(
 
 
 def _lookup(by_number: bool) -> Select:  # type: ignore[type-arg]
-    """The ticket, the active triggers, the requester's address and whether a reply is due, in
-    one round trip; built once (building the statement per request cost more than running it)."""
+    """The ticket as the API shows it (locked: the write that follows starts from it), the
+    active triggers, the requester's address and whether a reply is due, in one round trip;
+    built once (building the statement per request cost more than running it)."""
     requester = select(Customer.email).where(Customer.id == Ticket.requester_id).scalar_subquery()
-    return select(Ticket.id, Ticket.number, Ticket.status, _TRIGGERS, requester, _REPLY_DUE).where(
-        Ticket.deleted_at.is_(None), (Ticket.number if by_number else Ticket.id) == bindparam("key"),
+    return (
+        select(*VIEW_COLUMNS, _TRIGGERS, requester, _REPLY_DUE)
+        .where(Ticket.deleted_at.is_(None), (Ticket.number if by_number else Ticket.id) == bindparam("key"))
+        .with_for_update(of=Ticket)
     )
 
 
 _BY_NUMBER, _BY_ID = _lookup(True), _lookup(False)
+_VIEW_KEYS = tuple(c.key for c in VIEW_COLUMNS)
 
 # settles the change after the comment: (session, ticket id, facts, triggers, actor, reply target due)
 Settle = Callable[[AsyncSession, uuid.UUID, Facts, list[LoadedTrigger], Actor, bool], Awaitable[None]]
@@ -135,41 +128,44 @@ async def add_fast_comment(
     found = (await session.execute(_BY_NUMBER if isinstance(key, int) else _BY_ID, {"key": key})).first()
     if found is None:
         raise NotFound("ticket not found")
-    ticket_id, number, status, trigger_rows, requester_email, reply_due = found
-    check_comment(status, number, data, actor)
+    *view, trigger_rows, requester_email, reply_due = found
+    values = ticket_values(dict(zip(_VIEW_KEYS, view)))
+    check_comment(TicketStatus(values["status"]), values["number"], data, actor)
     now, public = utcnow(), data.visibility is Visibility.public and actor.type is AuthorType.agent
-    comment_id, actor_id = uuid.uuid4(), actor.id
+    # the ticket as the write leaves it (the row is locked: nothing else changes it meanwhile)
+    values["updated_at"] = now
+    if public and values["first_response_at"] is None:
+        values["first_response_at"] = now
+    snapshot = TicketOut.model_validate(values)
+    ticket_id, comment_id, actor_id = snapshot.id, uuid.uuid4(), actor.id
     comment = CommentFacts(
         id=comment_id, visibility=data.visibility, author_type=actor.type, author_id=actor_id, body=data.body,
     )
     triggers = parse_triggers(trigger_rows)
     reply_due = reply_due and public
+    event_id, payload = events.event_payload(
+        events.TOPIC_COMMENTED, snapshot, via="api", comment=comment, mailed_by_triggers=True,
+    )
+    facts = Facts(
+        event="updated", ticket=payload["ticket"], comment=comment, via="api", requester_email=requester_email or "",
+    )
+    fired = [t for t in triggers if matches(t.conditions, facts)]
+    # triggers that only send mail fire here, in the same statement; any other (or a reply
+    # target to fulfil) takes the whole change path, which runs them all
+    inline = not reply_due and all(t.notifies_only for t in fired)
+    changes = {"comment": {"id": str(comment_id), "visibility": data.visibility.value}}
+    audits = [(uuid.uuid4(), ticket_id, actor.type.value, actor_id, "comment", json.dumps(changes), "api")]
+    outbox = [(event_id, events.TOPIC_COMMENTED, str(ticket_id), json.dumps(payload))]
+    if inline and fired:
+        trigger_audits, notes = _notifications(fired, snapshot, payload["ticket"], comment)
+        audits += trigger_audits
+        outbox += notes
     async with driver_of(session) as connection:
-        row = await connection.fetchrow(_TOUCH, ticket_id, now, public)
-        snapshot = ticket_from_row(row)
-        event_id, payload = events.event_payload(
-            events.TOPIC_COMMENTED, snapshot, via="api", comment=comment, mailed_by_triggers=True,
-        )
-        facts = Facts(
-            event="updated", ticket=payload["ticket"], comment=comment, via="api", requester_email=requester_email or "",
-        )
-        fired = [t for t in triggers if matches(t.conditions, facts)]
-        # triggers that only send mail fire here, in the same statements; any other (or a reply
-        # target to fulfil) takes the whole change path, which runs them all
-        inline = not reply_due and all(t.notifies_only for t in fired)
         created_at = await connection.fetchval(
-            _COMMENT, comment_id, ticket_id, actor.type.value, actor_id, data.visibility.value, data.body
+            _WRITE, ticket_id, now, public,
+            comment_id, actor.type.value, actor_id, data.visibility.value, data.body,
+            *map(list, zip(*audits)), *map(list, zip(*outbox)),
         )
-        changes = {"comment": {"id": str(comment_id), "visibility": data.visibility.value}}
-        outbox = [(event_id, events.TOPIC_COMMENTED, str(ticket_id), json.dumps(payload))]
-        if inline and fired:
-            audits, notes = _notifications(fired, snapshot, payload["ticket"], comment)
-            rows = [(uuid.uuid4(), ticket_id, actor.type.value, actor_id, "comment", json.dumps(changes), "api"), *audits]
-            await connection.execute(_AUDITS, *map(list, zip(*rows)))
-            await connection.execute(_EVENTS, *map(list, zip(*(outbox + notes))))
-        else:
-            await connection.execute(_AUDIT_COMMENT, uuid.uuid4(), ticket_id, actor.type.value, actor_id, json.dumps(changes))
-            await connection.execute(_EVENT, *outbox[0])
     if not inline:
         await settle(session, ticket_id, facts, triggers, actor, reply_due)
     return CommentOut(
