@@ -36,8 +36,9 @@ from core.tickets.schemas import CommentIn, CommentOut, TicketOut
 from core.tickets.views import VIEW_COLUMNS, ticket_ref, ticket_values
 from core.sla.models import TicketSlaTarget
 from core.triggers.conditions import Facts, matches
-from core.triggers.models import Trigger
-from core.triggers.runner import LoadedTrigger, notification_audit, notification_fields, parse_triggers
+from core.triggers.runner import (
+    ACTIVE_VERSION, LoadedTrigger, active_triggers_at, notification_audit, notification_fields,
+)
 
 # the whole write in one statement: the ticket touched, the comment, its audit entries (the
 # comment's and those of notification triggers firing) and its outbox events, rows as arrays
@@ -64,11 +65,8 @@ def check_comment(status: TicketStatus, number: int, data: CommentIn, actor: Act
         raise Forbidden("light agents may only add internal comments", {"visibility": "must be internal"})
 
 
-# the active triggers ride along with the ticket lookup: no extra round trip for them
-_TRIGGERS = literal_column(
-    f"(SELECT coalesce(jsonb_agg(jsonb_build_array(id, title, conditions, actions, updated_at) ORDER BY position, created_at),"
-    f" '[]'::jsonb) FROM {Trigger.__tablename__} WHERE active)"
-)
+# the active triggers' version rides along with the ticket lookup: no extra round trip
+_TRIGGERS = literal_column(ACTIVE_VERSION)
 
 # a public agent comment answers these
 _REPLY_DUE = literal_column(
@@ -128,7 +126,7 @@ async def add_fast_comment(
     found = (await session.execute(_BY_NUMBER if isinstance(key, int) else _BY_ID, {"key": key})).first()
     if found is None:
         raise NotFound("ticket not found")
-    *view, trigger_rows, requester_email, reply_due = found
+    *view, triggers_version, requester_email, reply_due = found
     values = ticket_values(dict(zip(_VIEW_KEYS, view)))
     check_comment(TicketStatus(values["status"]), values["number"], data, actor)
     now, public = utcnow(), data.visibility is Visibility.public and actor.type is AuthorType.agent
@@ -141,7 +139,7 @@ async def add_fast_comment(
     comment = CommentFacts(
         id=comment_id, visibility=data.visibility, author_type=actor.type, author_id=actor_id, body=data.body,
     )
-    triggers = parse_triggers(trigger_rows)
+    triggers = await active_triggers_at(session, triggers_version)
     reply_due = reply_due and public
     event_id, payload = events.event_payload(
         events.TOPIC_COMMENTED, snapshot, via="api", comment=comment, mailed_by_triggers=True,

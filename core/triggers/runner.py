@@ -94,6 +94,15 @@ class ParsedTriggers:
 
     def __init__(self) -> None:
         self._parsed: dict[tuple[str, str], LoadedTrigger | None] = {}
+        self._active: dict[str, list[LoadedTrigger]] = {}  # by ACTIVE_VERSION
+
+    def active(self, version: str) -> list[LoadedTrigger] | None:
+        return self._active.get(version)
+
+    def remember(self, version: str, triggers: list[LoadedTrigger]) -> None:
+        if len(self._active) >= 16:  # old versions are never asked for again
+            self._active.clear()
+        self._active[version] = triggers
 
     def parse(self, rows: Sequence[Any]) -> list[LoadedTrigger]:
         """Rows of (id, title, conditions, actions[, updated_at]); one that cannot be read is skipped."""
@@ -130,14 +139,36 @@ def parse_triggers(rows: Sequence[Any]) -> list[LoadedTrigger]:
     return parsed_triggers.parse(rows)
 
 
+# what the active triggers are: changes with any edit, (de)activation, reordering or deletion
+# (each bumps `updated_at` or leaves the set). 32 characters where the triggers themselves are
+# kilobytes of JSON: the API comment reads it with its ticket on every request.
+ACTIVE_VERSION = (
+    "(SELECT md5(coalesce(string_agg(id::text || '@' || updated_at::text, ',' ORDER BY position, created_at), ''))"
+    f" FROM {Trigger.__tablename__} WHERE active)"
+)
+_ACTIVE = (
+    select(Trigger.id, Trigger.title, Trigger.conditions, Trigger.actions, Trigger.updated_at)
+    .where(Trigger.active.is_(True)).order_by(Trigger.position, Trigger.created_at)
+)
+
+
 async def active_triggers(session: AsyncSession) -> list[LoadedTrigger]:
     cached = session.info.get(_CACHE)
     if cached is None:
-        rows = (await session.execute(
-            select(Trigger.id, Trigger.title, Trigger.conditions, Trigger.actions, Trigger.updated_at)
-            .where(Trigger.active.is_(True)).order_by(Trigger.position, Trigger.created_at)
-        )).all()
-        cached = session.info[_CACHE] = parse_triggers(rows)
+        cached = session.info[_CACHE] = parse_triggers((await session.execute(_ACTIVE)).all())
+    return cached
+
+
+async def active_triggers_at(session: AsyncSession, version: str) -> list[LoadedTrigger]:
+    """The active triggers, known by their version (read by the change's own first statement):
+    read from the database only when this process has not seen that version. (Read after a
+    newer edit committed, they are remembered under the older version: the edit raced the
+    change, and the next change reads the newer version.)"""
+    cached = parsed_triggers.active(version)
+    if cached is None:
+        cached = await active_triggers(session)
+        parsed_triggers.remember(version, cached)
+    session.info[_CACHE] = cached
     return cached
 
 
