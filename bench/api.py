@@ -331,7 +331,10 @@ async def bench(args: argparse.Namespace, work: Path) -> bool:
         written = await db.fetchrow(
             "SELECT (SELECT count(*) FROM ticket_comments WHERE body = $1) AS comments,"
             " (SELECT count(*) FROM outbox_events WHERE topic = 'notifications.ticket.commented') AS events,"
-            " (SELECT count(*) FROM ticket_audit_logs WHERE action = 'comment') AS audits", COMMENT["body"])
+            " (SELECT count(*) FROM ticket_audit_logs WHERE action = 'comment') AS audits,"
+            # the mails the (default) comment triggers asked for, one event each
+            " (SELECT count(*) FROM outbox_events WHERE topic = 'notifications.ticket.notification') AS notifications",
+            COMMENT["body"])
         await db.close()
     finally:
         if bare is not None:
@@ -367,7 +370,7 @@ def summary(args: argparse.Namespace, rows: list[Row], written: dict, log_path: 
     extra = written["comments"] - rows[3].answered_2xx
     print(f"POST comments: {rows[3].answered_2xx} answered 2xx (with warm-up); rows written: "
           f"{written['comments']} comments, {written['audits']} audit entries, {written['events']} "
-          "outbox events" + (f" ({extra} more: requests whose client had gone, at the end of a "
+          f"outbox events, {written['notifications']} trigger notifications" + (f" ({extra} more: requests whose client had gone, at the end of a "
                              "phase or after a client timeout)" if extra > 0 else ""))
     print(f"gateway SIGTERM exit: {'PASS (0, PostgreSQL stopped)' if ok_exit else 'FAIL'}; "
           f"log problems: {sum(problems.values()) or 'none'}")
