@@ -195,6 +195,37 @@ async def test_a_json_comment_fires_triggers_on_its_text(gw: Running, api: tuple
     assert len(triggered) == 2
 
 
+async def test_a_json_comment_sees_every_edit_of_the_triggers_at_once(gw: Running, api: tuple, tok: str) -> None:
+    """The JSON comment path knows the active triggers by a version read with the ticket and
+    parses them once per version: an edit, a deactivation, a reactivation and a deletion are
+    each seen by the very next comment."""
+    client, triggers = api
+    conditions = {"all": [{"field": "comment_text", "operator": "contains", "value": tok}]}
+    ident = await triggers.add("tagger", conditions, [{"field": "add_tags", "value": [f"{tok}-a"]}])
+    ticket = await create(client, subject="versions")
+    url = f"/api/v1/tickets/{ticket['id']}"
+
+    async def comment() -> tuple[set[str], int]:
+        response = await client.post(f"{url}/comments", json={"body": f"note {tok}", "visibility": "internal"})
+        assert response.status == 201, await response.text()
+        tags = set((await (await client.get(url)).json())["tags"])
+        fired = [a for a in await audits(gw, ticket["id"]) if a.action == "trigger" and a.changes["trigger"]["id"] == ident]
+        return tags, len(fired)
+
+    async def edit(**fields: object) -> None:
+        assert (await client.put(f"/api/v1/triggers/{ident}", json=fields)).status == 200
+
+    assert await comment() == ({f"{tok}-a"}, 1)
+    await edit(actions=[{"field": "add_tags", "value": [f"{tok}-b"]}])
+    assert await comment() == ({f"{tok}-a", f"{tok}-b"}, 2)
+    await edit(active=False)
+    assert (await comment())[1] == 2
+    await edit(active=True, actions=[{"field": "add_tags", "value": [f"{tok}-c"]}])
+    assert await comment() == ({f"{tok}-a", f"{tok}-b", f"{tok}-c"}, 3)
+    assert (await client.delete(f"/api/v1/triggers/{ident}")).status == 204
+    assert (await comment())[1] == 3
+
+
 async def test_a_broken_trigger_is_skipped_and_blocks_nothing(gw: Running, api: tuple, tok: str) -> None:
     client, triggers = api
     doomed = await new_group(client, f"Doomed {tok}")
