@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Any, TypeVar, cast
 
 import asyncpg
 from sqlalchemy.ext.asyncio import (
@@ -14,6 +14,21 @@ from sqlalchemy.ext.asyncio import (
     async_sessionmaker,
     create_async_engine,
 )
+
+T = TypeVar("T")
+
+
+CACHES = "helpdesk.caches"  # session.info: the Database's caches
+
+
+def process_cache(session: AsyncSession, name: str, factory: Callable[[], T]) -> T:
+    """The cache `name` shared by every session of the session's Database (made by `factory`
+    when first asked for); for a session made without a Database, one for that session only."""
+    caches = session.info.setdefault(CACHES, {})
+    cache = caches.get(name)
+    if cache is None:
+        cache = caches[name] = factory()
+    return cast(T, cache)
 
 
 class ConnectionLost(Exception):
@@ -28,8 +43,12 @@ class Database:
         # their own, set to autocommit once per connection rather than at every checkout
         # (a tenth of a GET's CPU); connections are only opened when first needed
         self.read_engine: AsyncEngine = _engine(url, pool_size, isolation_level="AUTOCOMMIT")
-        self.sessions = async_sessionmaker(self.engine, expire_on_commit=False)
-        self.read_sessions = async_sessionmaker(self.read_engine, expire_on_commit=False)
+        # derived data this process's sessions share (`process_cache`): it lives as long as the
+        # Database, not in module globals
+        self.caches: dict[str, Any] = {}
+        info = {CACHES: self.caches}
+        self.sessions = async_sessionmaker(self.engine, expire_on_commit=False, info=info)
+        self.read_sessions = async_sessionmaker(self.read_engine, expire_on_commit=False, info=info)
 
     @asynccontextmanager
     async def unit_of_work(self) -> AsyncIterator[AsyncSession]:

@@ -24,6 +24,7 @@ from core.agents.models import Agent
 from core.audit.service import audit_service
 from core.clock import utcnow
 from core.customers.models import Customer
+from core.db import process_cache
 from core.enums import AgentRole, AuthorType
 from core.errors import DomainError
 from core.groups.models import group_members
@@ -132,11 +133,9 @@ def _parse(row: Sequence[Any]) -> LoadedTrigger | None:
         return None
 
 
-parsed_triggers = ParsedTriggers()
-
-
-def parse_triggers(rows: Sequence[Any]) -> list[LoadedTrigger]:
-    return parsed_triggers.parse(rows)
+def parsed_triggers(session: AsyncSession) -> ParsedTriggers:
+    """The process's parsed triggers (the session's Database holds them)."""
+    return process_cache(session, "triggers", ParsedTriggers)
 
 
 # what the active triggers are: changes with any edit, (de)activation, reordering or deletion
@@ -155,7 +154,7 @@ _ACTIVE = (
 async def active_triggers(session: AsyncSession) -> list[LoadedTrigger]:
     cached = session.info.get(_CACHE)
     if cached is None:
-        cached = session.info[_CACHE] = parse_triggers((await session.execute(_ACTIVE)).all())
+        cached = session.info[_CACHE] = parsed_triggers(session).parse((await session.execute(_ACTIVE)).all())
     return cached
 
 
@@ -164,10 +163,11 @@ async def active_triggers_at(session: AsyncSession, version: str) -> list[Loaded
     read from the database only when this process has not seen that version. (Read after a
     newer edit committed, they are remembered under the older version: the edit raced the
     change, and the next change reads the newer version.)"""
-    cached = parsed_triggers.active(version)
+    parsed = parsed_triggers(session)
+    cached = parsed.active(version)
     if cached is None:
         cached = await active_triggers(session)
-        parsed_triggers.remember(version, cached)
+        parsed.remember(version, cached)
     session.info[_CACHE] = cached
     return cached
 
