@@ -14,6 +14,8 @@ from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any
 
+import psutil
+
 
 async def read_reply(reader: asyncio.StreamReader, expect: str) -> str:
     """One (possibly multi-line) SMTP reply; raises unless it starts with `expect`."""
@@ -74,3 +76,39 @@ def run_in_work_dir(
             print(f"kept {work}")
         else:
             shutil.rmtree(work, ignore_errors=True)
+
+
+def _tree(pid: int, without: int | None) -> list[psutil.Process]:
+    """A process and its children, the embedded PostgreSQL's tree left out."""
+    skip = set()
+    if without is not None:
+        try:
+            root = psutil.Process(without)
+            skip = {root.pid, *(c.pid for c in root.children(recursive=True))}
+        except psutil.Error:
+            pass
+    proc = psutil.Process(pid)
+    return [p for p in [proc, *proc.children(recursive=True)] if p.pid not in skip]
+
+
+def cpu_seconds(pid: int, *, without: int | None = None) -> float:
+    """CPU time (user + system) of a process tree so far (PostgreSQL: every backend)."""
+    total = 0.0
+    for p in _tree(pid, without):
+        try:
+            times = p.cpu_times()
+            total += times.user + times.system
+        except psutil.Error:
+            pass
+    return total
+
+
+def memory_mb(pid: int, *, without: int | None = None) -> float:
+    """PSS of a process and its children (the embedded PostgreSQL's tree left out)."""
+    total = 0.0
+    for p in _tree(pid, without):
+        try:
+            total += p.memory_full_info().pss
+        except psutil.Error:
+            pass
+    return total / 2**20

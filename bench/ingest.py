@@ -6,6 +6,9 @@
 Both servers run in subprocesses; this process is only the client and the monitor.
 Target: accepted msg/s >= 40% of the bare rate with one process, >= 100% of the same single
 bare aiosmtpd process with `--processes 2` (two cores); and no growing backlog at --rate.
+Each full-speed phase also prints the CPU every part spent per accepted message (the server,
+PostgreSQL, this client) and the rate those costs allow on this machine's cores: with the
+client on the same machine, that bound, not the code path alone, can decide the ratio.
 """
 
 from __future__ import annotations
@@ -17,12 +20,13 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import asyncpg
 import psutil
-from common import free_port, read_reply, run_in_work_dir, stop_gateway  # bench/, beside this file
+from common import cpu_seconds, free_port, read_reply, run_in_work_dir, stop_gateway  # bench/, beside this file
 
 ROOT = Path(__file__).resolve().parent.parent
 HELPDESK = ROOT / ".venv" / "bin" / "helpdesk"
@@ -35,6 +39,7 @@ class Load:
     elapsed: float = 0.0
     latencies: list[float] = field(default_factory=list)
     failures: dict[str, int] = field(default_factory=dict)
+    cpu: dict[str, float] = field(default_factory=dict)  # part ▸ CPU ms per accepted message
 
     @property
     def rate(self) -> float:
@@ -46,8 +51,25 @@ class Load:
 
     def line(self) -> str:
         failed = f", failed {self.failures}" if self.failures else ""
+        cpu = ", ".join(f"{part} {ms:.2f}" for part, ms in self.cpu.items())
         return (f"{len(self.latencies)} accepted in {self.elapsed:.2f}s = {self.rate:,.0f} msg/s, "
-                f"p50 {self.pct(50):.1f} ms, p99 {self.pct(99):.1f} ms{failed}")
+                f"p50 {self.pct(50):.1f} ms, p99 {self.pct(99):.1f} ms{failed}"
+                + (f"; CPU ms/message: {cpu}" if cpu else ""))
+
+    @property
+    def cpu_total(self) -> float:
+        return sum(self.cpu.values())
+
+
+async def measured_load(port: int, payloads: list[bytes], connections: int, parts: dict[str, Callable[[], float]]) -> Load:
+    """`run_load` at full speed, with the CPU each part (a process tree's CPU seconds so far;
+    `client` is this process) spent per accepted message."""
+    parts = {**parts, "client": time.process_time}
+    before = {part: read() for part, read in parts.items()}
+    load = await run_load(port, payloads, connections, None)
+    accepted = max(len(load.latencies), 1)
+    load.cpu = {part: (read() - before[part]) * 1000 / accepted for part, read in parts.items()}
+    return load
 
 
 def message(tag: str, i: int) -> bytes:
@@ -209,7 +231,8 @@ async def bare_phase(args: argparse.Namespace) -> Load:
     bare, port = start_bare()
     try:
         await run_load(port, [message("warm", i) for i in range(200)], args.connections, None)
-        load = await run_load(port, [message("p1", i) for i in range(args.n)], args.connections, None)
+        load = await measured_load(port, [message("p1", i) for i in range(args.n)], args.connections,
+                                   {"server": lambda: cpu_seconds(bare.pid)})
     finally:
         bare.terminate()
         bare.wait()
@@ -217,13 +240,17 @@ async def bare_phase(args: argparse.Namespace) -> Load:
     return load
 
 
-async def full_speed_phase(db: asyncpg.Connection, port: int, args: argparse.Namespace) -> tuple[Load, float]:
+async def full_speed_phase(
+    db: asyncpg.Connection, port: int, args: argparse.Namespace, gateway_pid: int, pg_pid: int,
+) -> tuple[Load, float]:
     """Returns the acceptance figures and the ticket-creation rate."""
     await run_load(port, [message("warm", i) for i in range(200)], args.connections, None)
     await wait_drained(db)
     tickets_before = await db.fetchval("select count(*) from tickets")
     start = time.perf_counter()
-    load = await run_load(port, [message("p2", i) for i in range(args.n)], args.connections, None)
+    load = await measured_load(port, [message("p2", i) for i in range(args.n)], args.connections, {
+        "gateway": lambda: cpu_seconds(gateway_pid, without=pg_pid), "PostgreSQL": lambda: cpu_seconds(pg_pid),
+    })
     backlog_at_end = await pending(db)
     drained = await wait_drained(db) - start
     created = await db.fetchval("select count(*) from tickets") - tickets_before
@@ -273,7 +300,8 @@ async def bench(args: argparse.Namespace, work: Path) -> bool:
             worker, _ = start_gateway(work / "worker", work / "worker.log", roles="worker,scheduler",
                                       env={"HELPDESK_DATABASE_URL": url})
         db = await asyncpg.connect(database_dsn(work / "data"))
-        load, tickets_rate = await full_speed_phase(db, port, args)
+        pg_pid = psutil.Process(await db.fetchval("SELECT pg_backend_pid()")).ppid()  # the postmaster
+        load, tickets_rate = await full_speed_phase(db, port, args, gateway.pid, pg_pid)
         grew = await steady_phase(db, port, args)
         await db.close()
     finally:
@@ -292,12 +320,25 @@ async def bench(args: argparse.Namespace, work: Path) -> bool:
     print(f"bare {bare.rate:,.0f} msg/s | gateway accepted {load.rate:,.0f} msg/s "
           f"(p50 {load.pct(50):.1f} ms, p99 {load.pct(99):.1f} ms) | tickets {tickets_rate:,.0f} msg/s")
     print(f"ratio gateway/bare {ratio:.0%} (target >= {target:.0%}): {'PASS' if ratio >= target else 'FAIL'}")
+    # what the machine allows: every part (this client too) shares its cores
+    cores = os.cpu_count() or 1
+    print(f"CPU per accepted message (ms): bare {bare.cpu_total:.2f} ({_parts(bare)}); "
+          f"gateway {load.cpu_total:.2f} ({_parts(load)})")
+    bare_bound = min(1000 / bare.cpu["server"], cores * 1000 / bare.cpu_total)  # one process: one core
+    gateway_bound = cores * 1000 / load.cpu_total
+    print(f"at these costs: the bare server (one process) at most {bare_bound:,.0f} msg/s; the gateway, its "
+          f"PostgreSQL and the client sharing {cores} cores at most {gateway_bound:,.0f} msg/s "
+          f"({gateway_bound / bare_bound:.0%} of the bare bound)")
     print(f"backlog at {args.rate:.0f} msg/s: {'FAIL (growing)' if grew else 'PASS (steady)'}")
     print(f"gateway SIGTERM exit: {'PASS (0, PostgreSQL stopped)' if ok_exit else 'FAIL'}; "
           f"log problems: {len(problems)}")
     for line in problems[:10]:
         print("   ", line[:200])
     return ratio >= target and not grew and ok_exit
+
+
+def _parts(load: Load) -> str:
+    return ", ".join(f"{part} {ms:.2f}" for part, ms in load.cpu.items())
 
 
 def main() -> int:

@@ -36,7 +36,14 @@ from pathlib import Path
 import aiohttp
 import asyncpg
 import psutil
-from common import free_port, read_reply, run_in_work_dir, stop_gateway  # bench/, beside this file
+from common import (  # bench/, beside this file
+    cpu_seconds,
+    free_port,
+    memory_mb,
+    read_reply,
+    run_in_work_dir,
+    stop_gateway,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 HELPDESK = ROOT / ".venv" / "bin" / "helpdesk"
@@ -315,42 +322,6 @@ async def freshness(dsn: str, smtp_port: int, rate: float, seconds: float) -> li
 
 
 # ---- the run -----------------------------------------------------------------------------
-
-def _tree(pid: int, without: int | None) -> list[psutil.Process]:
-    """A process and its children, the embedded PostgreSQL's tree left out."""
-    skip = set()
-    if without is not None:
-        try:
-            root = psutil.Process(without)
-            skip = {root.pid, *(c.pid for c in root.children(recursive=True))}
-        except psutil.Error:
-            pass
-    proc = psutil.Process(pid)
-    return [p for p in [proc, *proc.children(recursive=True)] if p.pid not in skip]
-
-
-def cpu_seconds(pid: int, *, without: int | None = None) -> float:
-    """CPU time (user + system) of a process tree so far (PostgreSQL: every backend)."""
-    total = 0.0
-    for p in _tree(pid, without):
-        try:
-            times = p.cpu_times()
-            total += times.user + times.system
-        except psutil.Error:
-            pass
-    return total
-
-
-def memory_mb(pid: int, *, without: int | None = None) -> float:
-    """PSS of a process and its children (the embedded PostgreSQL's tree left out)."""
-    total = 0.0
-    for p in _tree(pid, without):
-        try:
-            total += p.memory_full_info().pss
-        except psutil.Error:
-            pass
-    return total / 2**20
-
 
 async def bench(args: argparse.Namespace, work: Path) -> bool:
     if (busy := psutil.cpu_percent(interval=1.0)) > 20:
