@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import smtplib
 import socket
+import time
 from pathlib import Path
 
 
@@ -123,3 +124,34 @@ async def test_idle_timeout_shrinks_when_connection_slots_run_low(database_url: 
         finally:
             for s in calm:
                 s.close()
+
+
+def _chatty_then_idle(port: int, commands: int, every: float, idle: float) -> tuple[list[int], bool]:
+    """NOOPs `every` seconds apart, then silence: each reply code, and whether the server then
+    hung up within `idle` seconds."""
+    with socket.create_connection(("127.0.0.1", port), timeout=30) as sock:
+        reader = sock.makefile("rb")
+        assert reader.readline().startswith(b"220")
+        codes = []
+        for _ in range(commands):
+            time.sleep(every)
+            sock.sendall(b"NOOP\r\n")
+            codes.append(int(reader.readline()[:3] or 0))
+        sock.settimeout(idle)
+        try:
+            closed = reader.readline() in (b"", b"421 4.4.2 Timeout\r\n")
+        except (TimeoutError, socket.timeout):
+            closed = False
+        return codes, closed
+
+
+async def test_each_command_extends_the_idle_timeout_and_silence_ends_the_session(
+    database_url: str, tmp_path: Path,
+) -> None:
+    """The session's one idle timer fires before the deadline a later command set, waits out
+    the rest, and closes the session once it has been silent for the whole timeout."""
+    settings = make_settings(database_url, tmp_path / "d", smtp_idle_seconds=0.8)
+    async with running_gateway(settings) as gw:
+        codes, closed = await asyncio.to_thread(_chatty_then_idle, gw.smtp_port, 6, 0.4, 5.0)
+    assert codes == [250] * 6  # 2.4 s in all: three timeouts' worth, never silent for one
+    assert closed
