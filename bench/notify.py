@@ -143,7 +143,9 @@ async def stages(url: str, tag: str) -> None:
               select i.received_at, i.processed_at, o.created_at as emitted, o.published_at,
                      d.created_at as planned, d.sent_at
               from inbound_messages i
-              join outbox_events o on o.key = i.ticket_id::text and o.topic = 'notifications.ticket.created'
+              -- whichever of the ticket's events the acknowledgement was planned for (the
+              -- `created` event's, or a trigger's `notification` event's)
+              join outbox_events o on o.key = i.ticket_id::text
               join outbound_deliveries d on d.event_id = o.id
               where i.mail_from like $1)
             select percentile_cont(array[0.5, 0.95]) within group (order by extract(epoch from processed_at - received_at)) as ingest,

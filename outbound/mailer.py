@@ -59,6 +59,15 @@ def _lock_key(kind: str, value: str) -> int:
     return int.from_bytes(hashlib.sha256(f"{kind}|{value}".encode()).digest()[:8], "big", signed=True)
 
 
+def _may_mail(payload: Any) -> bool:
+    """Read from the payload before validating it: an event of a type that mails nobody, or
+    whose mail the triggers decide (`mailed_by_triggers`: mail's `created` event, half of what
+    the mailer reads), is dropped unparsed."""
+    if not isinstance(payload, dict):
+        return True  # `parse_event` says what is wrong with it
+    return payload.get("type") in MAILED and payload.get("mailed_by_triggers") is not True
+
+
 @dataclass(frozen=True)
 class Planned:
     delivery_id: uuid.UUID
@@ -116,7 +125,7 @@ class Mailer:
         """One transaction for the batch: the pending deliveries of its events, in event order;
         for an event seen for the first time, its deliveries are created now. Payloads that
         are no event this mailer knows (or that mail nobody) are ignored."""
-        parsed = (parse_event(p) for p in payloads)
+        parsed = (parse_event(p) for p in payloads if _may_mail(p))
         events = list({e.event_id: e for e in parsed if e is not None and e.type in MAILED}.values())
         if not events:
             return []

@@ -172,6 +172,16 @@ async def active_triggers_at(session: AsyncSession, version: str) -> list[Loaded
     return cached
 
 
+async def requester_email(session: AsyncSession, requester_id: uuid.UUID | None) -> str:
+    """From the session's identity map when the requester is there (mail: found or created in
+    this batch): no query, and so no autoflush, per change. Before, each ticket's query flushed
+    the previous ticket's audit entries and events one row at a time."""
+    if requester_id is None:
+        return ""
+    customer = await session.get(Customer, requester_id)
+    return customer.email if customer is not None else ""
+
+
 def facts_of(change: Change, requester_email: str) -> Facts:
     ticket = TicketOut.model_validate(change.ticket).model_dump(mode="json")
     return Facts(
@@ -190,7 +200,7 @@ class TriggerRunner:
         triggers = await active_triggers(session) if triggers is None else triggers
         if not triggers:
             return []
-        email = await session.scalar(select(Customer.email).where(Customer.id == change.ticket.requester_id)) or ""
+        email = await requester_email(session, change.ticket.requester_id)
         fired: list[uuid.UUID] = []
         for _ in range(MAX_PASSES):
             progress = False
