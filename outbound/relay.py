@@ -96,6 +96,9 @@ class OutboxRelay:
             await step_aside(self.defer_while, worked=last_batch, share=MIN_SHARE,
                              stopping=lambda: self._stopping, poll=0.005)
             started = loop.time()
+            # from here on a wake-up (an event committed, or stop) ends the pause below at once:
+            # cleared after the batch, one that came during it was lost
+            self._wake.clear()
             try:
                 published = await self.publish_batch()
                 last_batch = loop.time() - started
@@ -109,7 +112,8 @@ class OutboxRelay:
                 await self._pause(self.poll_seconds)
 
     async def _pause(self, seconds: float) -> None:
-        self._wake.clear()
+        if self._stopping:
+            return
         try:
             await asyncio.wait_for(self._wake.wait(), seconds)
         except TimeoutError:

@@ -84,6 +84,10 @@ class IngestRunner:
         while not self._stopping:
             await step_aside(self.defer_while, worked=last_batch, share=MIN_SHARE, stopping=lambda: self._stopping)
             started = loop.time()
+            # from here on a wake-up (mail committed, or stop) ends the wait below at once:
+            # cleared after the batch, one that came during it was lost, and a stop then
+            # waited out the whole poll interval
+            self._wake.clear()
             try:
                 handled = await self.process_batch()
                 self._behind = handled >= self.batch
@@ -93,14 +97,18 @@ class IngestRunner:
             except Exception:
                 log.exception("ingest worker %d: database trouble, backing off", index)
                 handled = 0
-                await asyncio.sleep(self.poll_seconds)
             if handled:
                 continue
-            self._wake.clear()
-            try:
-                await asyncio.wait_for(self._wake.wait(), self.poll_seconds)
-            except TimeoutError:
-                pass
+            await self._wait(self.poll_seconds)
+
+    async def _wait(self, seconds: float) -> None:
+        """Until woken or `seconds` have passed; not at all once stopping."""
+        if self._stopping:
+            return
+        try:
+            await asyncio.wait_for(self._wake.wait(), seconds)
+        except TimeoutError:
+            pass
 
     @property
     def capacity(self) -> float:

@@ -6,10 +6,11 @@ import asyncio
 import uuid
 from pathlib import Path
 
+import asyncpg
 from sqlalchemy import func, select
 
 from core.attachments.fs import FileStore
-from core.db import Database
+from core.db import Database, asyncpg_dsn
 from core.enums import InboundStatus
 from core.ingest.intake import Intake, Submission
 from core.ingest.models import InboundMessage
@@ -132,3 +133,25 @@ async def test_a_flood_of_mail_delays_tickets_but_cannot_stop_them(db: Database,
     finally:
         await flood_runner.stop()
     assert asked > 0  # it did consider stepping aside
+
+
+async def test_a_stop_that_comes_during_a_batch_ends_the_runner_at_once(
+    db: Database, database_url: str, tmp_path: Path,
+) -> None:
+    """The wake-up of `stop()` (or of new mail) that arrives while a batch is being claimed
+    is kept: the runner does not then sit out its poll interval (here 600 s)."""
+    ingest = runner(db, tmp_path, workers=1, poll_seconds=600)
+    blocker = await asyncpg.connect(asyncpg_dsn(database_url))
+    try:
+        await blocker.execute("BEGIN; LOCK TABLE inbound_messages IN ACCESS EXCLUSIVE MODE")
+        await ingest.start()
+        while not await blocker.fetchval(  # the runner's claim waits on the lock
+            "SELECT count(*) FROM pg_locks WHERE NOT granted AND relation = 'inbound_messages'::regclass"
+        ):
+            await asyncio.sleep(0.05)
+        stopping = asyncio.create_task(ingest.stop())
+        await asyncio.sleep(0.1)
+        await blocker.execute("ROLLBACK")
+        await asyncio.wait_for(stopping, 60)
+    finally:
+        await blocker.close()
