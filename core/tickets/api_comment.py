@@ -115,8 +115,8 @@ async def add_fast_comment(
         raise NotFound("ticket not found")
     # through the session's connection: its transaction begins here, and the rest joins it, so
     # the request commits (or rolls back) all of it together
-    connection = await session.connection()
-    found = (await connection.exec_driver_sql(_BY_NUMBER if isinstance(key, int) else _BY_ID, (key,))).first()
+    session_connection = await session.connection()
+    found = (await session_connection.exec_driver_sql(_BY_NUMBER if isinstance(key, int) else _BY_ID, (key,))).first()
     if found is None:
         raise NotFound("ticket not found")
     *view, triggers_version, requester_email, reply_due = found
