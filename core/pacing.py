@@ -17,3 +17,15 @@ async def step_aside(
     until = loop.time() + worked * (1 - share) / share
     while defer_while() and not stopping() and loop.time() < until:
         await asyncio.sleep(poll)
+
+
+async def pause(wake: asyncio.Event, seconds: float, *, stopping: Callable[[], bool]) -> None:
+    """Until `wake` is set or `seconds` have passed; not at all when `stopping()`. A loop clears
+    `wake` before each batch (not after), so a wake-up that came during the batch ends the
+    pause at once rather than being cleared away."""
+    if stopping():
+        return
+    try:
+        await asyncio.wait_for(wake.wait(), seconds)
+    except TimeoutError:
+        pass

@@ -21,7 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from core.db import Database
 from core.events import OutboxEvent
 from core.metrics import Metrics
-from core.pacing import step_aside
+from core.pacing import pause, step_aside
 
 log = logging.getLogger(__name__)
 
@@ -112,12 +112,7 @@ class OutboxRelay:
                 await self._pause(self.poll_seconds)
 
     async def _pause(self, seconds: float) -> None:
-        if self._stopping:
-            return
-        try:
-            await asyncio.wait_for(self._wake.wait(), seconds)
-        except TimeoutError:
-            pass
+        await pause(self._wake, seconds, stopping=lambda: self._stopping)
 
     async def drain(self) -> int:
         """Publish until nothing is left (tests, benchmarks); raises if publishing fails."""

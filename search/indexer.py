@@ -23,6 +23,7 @@ from typing import Any
 from core.db import Database
 from core.events import CUSTOMER_UPDATED
 from core.metrics import Metrics
+from core.pacing import pause
 from search.backend import SearchBackend
 
 log = logging.getLogger(__name__)
@@ -179,7 +180,4 @@ class SearchIndexer:
                 await self._pause(self.poll_seconds)
 
     async def _pause(self, seconds: float) -> None:
-        try:
-            await asyncio.wait_for(self._wake.wait(), seconds)
-        except TimeoutError:
-            pass
+        await pause(self._wake, seconds, stopping=lambda: self._stopping)

@@ -23,7 +23,7 @@ from core.enums import InboundStatus
 from core.ingest.models import InboundMessage, InboundStart
 from core.ingest.pipeline import Outcome, Pipeline, outcome_row
 from core.metrics import Metrics
-from core.pacing import step_aside
+from core.pacing import pause, step_aside
 
 log = logging.getLogger(__name__)
 
@@ -99,16 +99,7 @@ class IngestRunner:
                 handled = 0
             if handled:
                 continue
-            await self._wait(self.poll_seconds)
-
-    async def _wait(self, seconds: float) -> None:
-        """Until woken or `seconds` have passed; not at all once stopping."""
-        if self._stopping:
-            return
-        try:
-            await asyncio.wait_for(self._wake.wait(), seconds)
-        except TimeoutError:
-            pass
+            await pause(self._wake, self.poll_seconds, stopping=lambda: self._stopping)
 
     @property
     def capacity(self) -> float:

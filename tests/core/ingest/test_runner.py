@@ -150,7 +150,7 @@ async def test_a_stop_that_comes_during_a_batch_ends_the_runner_at_once(
         ):
             await asyncio.sleep(0.05)
         stopping = asyncio.create_task(ingest.stop())
-        await asyncio.sleep(0.1)
+        await asyncio.sleep(0)  # one turn of the loop: the task runs first and asks the runner to stop
         await blocker.execute("ROLLBACK")
         await asyncio.wait_for(stopping, 60)
     finally:
