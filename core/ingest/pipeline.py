@@ -11,10 +11,10 @@ import asyncio
 import logging
 import time
 import uuid
-from dataclasses import dataclass, replace
-from datetime import datetime, timedelta, timezone
+from dataclasses import dataclass, field, replace
+from datetime import datetime
 
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.actor import Actor
@@ -41,7 +41,8 @@ from core.ingest.bounces import BounceCheck, check_bounce
 from core.ingest.imported import QUIET_KIND, is_quiet, original_date
 from core.ingest.models import InboundMessage
 from core.ingest.parsing import MailParser
-from core.ingest.threading import Sender, ThreadMatch, find_thread, has_thread_evidence
+from core.ingest.thread_lookups import ThreadLookups
+from core.ingest.threading import Sender, ThreadMatch, asked_for, find_thread, has_thread_evidence
 from core.ingest.verification import Verifier
 from core.mail.addresses import support_mailbox
 from core.mail.authentication import UNVERIFIED, Verdict
@@ -94,6 +95,8 @@ class Message:
     kind: Classification
     sender: Sender
     verdict: Verdict = UNVERIFIED
+    # what threading needs, read once for the message's whole batch
+    lookups: ThreadLookups = field(default_factory=ThreadLookups)
 
 
 class Pipeline:
@@ -143,9 +146,9 @@ class Pipeline:
         )
 
     async def run_batch(self, session: AsyncSession, batch: list[InboundMessage]) -> list[Outcome]:
-        """Outcomes for the batch, in order. The lookups are made once for the whole batch,
-        and the new tickets are written in one flush; a reply first flushes what came before
-        it, so it sees a ticket created earlier in the same batch."""
+        """Outcomes for the batch, in order. The lookups are made once for the whole batch
+        (threading's too: see ThreadLookups), and what the batch writes is written in one flush
+        where nothing reads it before."""
         await prefetch.lock_keys(session, (prefetch.dedup_key(i) for i in batch))
         handled = await prefetch.handled_before(session, batch)
         outcomes: dict[int, Outcome] = {}
@@ -175,6 +178,7 @@ class Pipeline:
 
         verdicts = await asyncio.gather(*(self.verifier.verdict(r[1]) for r in ready))
         ours = await prefetch.our_message_ids(session, (r[2].message_id or "" for r in ready))
+        lookups = await self.thread_lookups(session, [(r[2], r[1].rcpt_tos) for r in ready])
         found = await prefetch.people(
             session, {r[2].from_address: r[2].from_name for r in ready},
             customers_for={r[2].from_address for r in ready if r[4].kind is not MailKind.bounce},
@@ -193,7 +197,9 @@ class Pipeline:
                     light_agent=agent is not None and agent.role is AgentRole.light_agent,
                     customer=found.customers.get(mail.from_address),
                 )
-                outcome = await self.decide(session, Message(inbound, mail, route, kind, sender, verdict), created)
+                outcome = await self.decide(
+                    session, Message(inbound, mail, route, kind, sender, verdict, lookups), created
+                )
                 outcomes[index] = replace(outcome, auth_verdict=verdict.summary())
         if created:
             await session.flush()  # the numbers the `created` events announce
@@ -224,16 +230,28 @@ class Pipeline:
             m.sender.customer.bouncing = False  # the address works again: it just wrote to us
         if not has_thread_evidence(m.mail, m.inbound.rcpt_tos, self.mailboxes):
             return await self.new_ticket(session, m, created)
-        await session.flush()  # earlier messages of this batch may be what this one answers
         search = await find_thread(
             session, mail=m.mail, rcpt_tos=m.inbound.rcpt_tos, mailboxes=self.mailboxes,
             sender=m.sender, secret=await self.secret(session),
             # a subject tag is no proof of who wrote: only verified people may thread by it
             robot=m.kind.automatic or is_robot_address(m.mail.from_address) or not m.verdict.verified,
+            lookups=m.lookups,
         )
         if search.match is None:
             return await self.new_ticket(session, m, created, note=search.note)
         return await self.reply(session, m, search.match, created)
+
+    async def thread_lookups(
+        self, session: AsyncSession, mails: list[tuple[ParsedMail, list[str]]]
+    ) -> ThreadLookups:
+        numbers: set[int] = set()
+        message_ids: set[str] = set()
+        for mail, rcpt_tos in mails:
+            if has_thread_evidence(mail, rcpt_tos, self.mailboxes):
+                asked = asked_for(mail, rcpt_tos, self.mailboxes)
+                numbers |= asked[0]
+                message_ids |= asked[1]
+        return await ThreadLookups.for_batch(session, numbers=numbers, message_ids=message_ids)
 
     async def delivery_report(
         self, session: AsyncSession, m: Message, bounce: BounceCheck, created: list[Created]
@@ -296,6 +314,7 @@ class Pipeline:
         *, follow_up_of: Ticket | None = None,
     ) -> Ticket:
         """A new ticket, written with the batch; its `created` event follows the flush."""
+        m.lookups.created += 1
         group_id = await self.group_id(session, m.route.group_name)
         ticket = await ticket_service.create(
             session, subject=m.mail.subject, description=m.mail.text, requester_id=requester.id,
@@ -327,7 +346,7 @@ class Pipeline:
             )
         ticket = await ticket_service.resolve_merged(session, match.ticket)
         rule = match.rule if ticket is match.ticket else f"{match.rule}+merged"
-        if await self.over_budget(session, ticket):
+        if await m.lookups.mail_count(session, ticket.id) >= self.ticket_inbound_per_hour:
             return Outcome(
                 InboundStatus.quarantined, mail_kind=kind, matched_rule=rule,
                 reason=f"ticket #{ticket.number} received over {self.ticket_inbound_per_hour} messages in an hour",
@@ -429,8 +448,10 @@ class Pipeline:
         )
         if (when := original_date(m.inbound)) is not None:
             comment.created_at = when
+        m.lookups.commented(ticket.id, when)
         await self.store_attachments(session, comment, m.mail)
         if m.mail.message_id:
+            m.lookups.recorded.add(m.mail.message_id)
             ticket_service.record_message_id(
                 session, ticket_id=ticket.id, message_id=m.mail.message_id,
                 direction=MessageDirection.inbound, comment_id=comment.id,
@@ -470,16 +491,6 @@ class Pipeline:
                 ids.append((await customer_service.find_or_create(session, email=address)).id)
         await participant_service.add_followers(session, ticket, ids, cap=self.max_followers)
 
-    async def over_budget(self, session: AsyncSession, ticket: Ticket) -> bool:
-        since = datetime.now(timezone.utc) - timedelta(hours=1)
-        count = await session.scalar(
-            select(func.count()).select_from(TicketComment).where(
-                TicketComment.ticket_id == ticket.id,
-                TicketComment.inbound_message_id.is_not(None),
-                TicketComment.created_at >= since,
-            )
-        )
-        return (count or 0) >= self.ticket_inbound_per_hour
 
 
 

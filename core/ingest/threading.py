@@ -17,11 +17,12 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.customers.models import Customer
-from core.enums import MessageDirection, Visibility
+from core.enums import MessageDirection
+from core.ingest.thread_lookups import ThreadLookups
 from core.mail.addresses import split_address, support_mailbox
 from core.mail.parse import ParsedMail
 from core.mail.tokens import INTERNAL, token_number, token_scope
-from core.tickets.models import MessageId, Ticket, TicketComment
+from core.tickets.models import MessageId, Ticket
 from core.tickets.service import participant_service
 
 _SUBJECT_TAG = re.compile(r"\[#(\d{1,12})\]")
@@ -75,26 +76,12 @@ def has_thread_evidence(mail: ParsedMail, rcpt_tos: list[str], mailboxes: dict[s
     )
 
 
-async def _live_ticket(session: AsyncSession, **where: object) -> Ticket | None:
-    query = select(Ticket).where(Ticket.deleted_at.is_(None))
-    for name, value in where.items():
-        query = query.where(getattr(Ticket, name) == value)
-    return await session.scalar(query)
-
-
-async def answers_internal_note(session: AsyncSession, mail: ParsedMail, ticket_id: uuid.UUID) -> bool:
-    """Whether the mail quotes a Message-ID of ours that carried an internal comment."""
-    referenced = [*mail.in_reply_to, *mail.references]
-    if not referenced:
-        return False
-    found = await session.scalar(
-        select(MessageId.id).join(TicketComment, TicketComment.id == MessageId.comment_id).where(
-            MessageId.ticket_id == ticket_id, MessageId.message_id.in_(referenced),
-            MessageId.direction == MessageDirection.outbound,
-            TicketComment.visibility == Visibility.internal,
-        ).limit(1)
-    )
-    return found is not None
+def asked_for(mail: ParsedMail, rcpt_tos: list[str], mailboxes: dict[str, str]) -> tuple[set[int], set[str]]:
+    """The ticket numbers (reply tokens, subject tag) and Message-IDs threading will look up."""
+    numbers = {n for token in reply_tokens(mail, rcpt_tos, mailboxes) if (n := token_number(token)) is not None}
+    if tag := _SUBJECT_TAG.search(mail.subject):
+        numbers.add(int(tag.group(1)))
+    return numbers, {*mail.in_reply_to, *mail.references}
 
 
 async def find_thread(
@@ -106,42 +93,38 @@ async def find_thread(
     sender: Sender,
     secret: bytes,
     robot: bool = False,
+    lookups: ThreadLookups | None = None,
 ) -> ThreadSearch:
-    """`robot`: automatic mail or a robot's address, which never threads by subject tag."""
+    """`robot`: automatic mail or a robot's address, which never threads by subject tag.
+    `lookups`: what the batch read up front (by default everything is looked up live)."""
+    lookups = lookups if lookups is not None else ThreadLookups()
     note = None
+    referenced = [*mail.in_reply_to, *reversed(mail.references)]
     for token in reply_tokens(mail, rcpt_tos, mailboxes):
         number = token_number(token)
-        ticket = await _live_ticket(session, number=number) if number is not None else None
+        ticket = await lookups.ticket_by_number(session, number) if number is not None else None
         scope = token_scope(secret, token, ticket_id=ticket.id, address=sender.address) if ticket else None
         if ticket is not None and scope is not None:
-            internal = scope == INTERNAL or await answers_internal_note(session, mail, ticket.id)
+            internal = scope == INTERNAL or await lookups.answers_internal_note(session, referenced, ticket.id)
             return ThreadSearch(ThreadMatch(ticket, "token", internal=internal))
         note = "a reply token was present but did not verify for this sender"
 
     candidates: list[tuple[Ticket, str, bool]] = []  # the ticket, the rule, whether it quoted one of ours
-    referenced = [*mail.in_reply_to, *reversed(mail.references)]
     if referenced:
-        found = (
-            await session.execute(
-                select(MessageId.ticket_id, MessageId.direction)
-                .where(MessageId.message_id.in_(referenced))
-                .order_by(MessageId.created_at.desc())
-                .limit(20)
-            )
-        ).all()
-        if found and (ticket := await _live_ticket(session, id=found[0].ticket_id)):
+        found = await lookups.quoted(session, referenced)
+        if found and (ticket := await lookups.ticket_by_id(session, found[0].ticket_id)):
             ours = any(r.ticket_id == ticket.id and r.direction is MessageDirection.outbound for r in found)
             candidates.append((ticket, "message_id", ours))
-    for returned in mail.returned_message_ids:  # a bounce of something we sent
+    for returned in mail.returned_message_ids:  # a bounce of something we sent (never of this batch)
         row = await session.scalar(
             select(MessageId.ticket_id).where(
                 MessageId.message_id == returned, MessageId.direction == MessageDirection.outbound
             )
         )
-        if row is not None and (ticket := await _live_ticket(session, id=row)):
+        if row is not None and (ticket := await lookups.ticket_by_id(session, row)):
             return ThreadSearch(ThreadMatch(ticket, "bounce"), note)
     tag = _SUBJECT_TAG.search(mail.subject)
-    if tag and not robot and (ticket := await _live_ticket(session, number=int(tag.group(1)))):
+    if tag and not robot and (ticket := await lookups.ticket_by_number(session, int(tag.group(1)))):
         candidates.append((ticket, "subject", False))
 
     for ticket, rule, ours in candidates:
@@ -151,6 +134,8 @@ async def find_thread(
             return ThreadSearch(ThreadMatch(ticket, rule), note)
         # a follower was only CC'd by someone else: its mail joins with proof it was sent ours
         # (Ticket Trick: a CC'd service address must not be steered into the thread by subject)
+        if ours:
+            await session.flush()  # followers this batch added count
         if ours and await participant_service.is_participant(session, ticket, sender.customer_id):
             return ThreadSearch(ThreadMatch(ticket, rule), note)
     if candidates:
