@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import email
+import functools
 import re
 from dataclasses import dataclass, field
 from email import policy
@@ -74,7 +75,34 @@ def normalize_message_id(value: str | None) -> str | None:
     return candidate[:990] or None
 
 
-class _OncePerMessage(HeaderRegistry):
+class _HeaderKinds(HeaderRegistry):
+    """The standard registry, with each header kind's class made once: the standard one makes
+    a new class at every header it parses (about a third of the cost of a short header), yet
+    the class depends only on the kind (address, unstructured, Content-Type...)."""
+
+    _made: dict[type, type[BaseHeader]] = {}  # a dozen kinds in all, the same for every registry
+
+    def __getitem__(self, name: str) -> type[BaseHeader]:
+        kind = self.registry.get(name.lower(), self.default_class)
+        made = self._made.get(kind)
+        if made is None:
+            made = self._made[kind] = type("_" + kind.__name__, (kind, self.base_class), {})
+        return made
+
+
+# short header values recur from message to message (a support address in To, a Content-Type,
+# MIME-Version): their parsed headers are shared. Bounded in number and in size, so a sender
+# cannot grow it; a parsed header is immutable and depends only on its name and value
+SHARED_HEADER_CHARS = 200
+_KINDS = _HeaderKinds()
+
+
+@functools.lru_cache(maxsize=4096)
+def _shared_header(name: str, value: str) -> BaseHeader:
+    return _KINDS(name, value)
+
+
+class _OncePerMessage(_HeaderKinds):
     """Parses each distinct header once per message.
 
     The standard policy parses a header anew on every access, and `get_body` alone asks for
@@ -91,7 +119,9 @@ class _OncePerMessage(HeaderRegistry):
         key = (name, value)
         header = self._parsed.get(key)
         if header is None:
-            header = self._parsed[key] = super().__call__(name, value)
+            header = self._parsed[key] = (
+                _shared_header(name, value) if len(value) <= SHARED_HEADER_CHARS else super().__call__(name, value)
+            )
         return header
 
 

@@ -1,6 +1,10 @@
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
+
+import core.mail.parse as parse_module
 
 from core.mail.addresses import support_mailbox
 from core.mail.html import html_to_text, sanitize_html
@@ -113,3 +117,31 @@ def test_hostile_headers_found_by_fuzzing() -> None:
         value.encode("utf-8")  # would raise on a lone surrogate
         assert "\x00" not in value
     assert "ok@y.test" in mail.cc
+
+
+def _parse_each(raws: list[bytes]) -> list[object]:
+    found: list[object] = []
+    for raw in raws:
+        try:
+            found.append(parse(raw))
+        except Unprocessable as exc:
+            found.append(exc.reason)
+    return found
+
+
+def test_headers_shared_between_messages_parse_as_each_message_alone(
+    cpython_email_data: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Parsed headers are shared from message to message (core.mail.parse._shared_header):
+    mail written by others parses to the same result as with nothing shared."""
+    raws = [p.read_bytes() for p in sorted(cpython_email_data.glob("msg_*.txt"))]
+    raws += [
+        b"From: a@x.test\r\nTo: 1.0\r\nMIME-Version: 1.0\r\nSubject: 1.0\r\n\r\nbody\r\n",
+        b"From: 1.0 <b@x.test>\r\nSubject: a@x.test\r\nCc: a@x.test\r\n\r\nbody\r\n",
+    ]
+    assert len(raws) >= 40
+    shared = _parse_each(raws + raws)  # the second round finds every short header shared
+    monkeypatch.setattr(parse_module, "SHARED_HEADER_CHARS", -1)
+    alone = _parse_each(raws)
+    assert shared[len(raws):] == alone
+    assert shared[: len(raws)] == alone
