@@ -1,7 +1,7 @@
 """Ticket creation and threaded replies through the ingest runner alone (no SMTP, no mailer),
 timed in the source tree of the working directory: Python CPU per message and messages/s.
 
-    .venv/bin/python bench/ingest_path.py [-n 2000] [--batch 8]
+    .venv/bin/python bench/ingest_path.py [-n 2000] [--batch 8] [--no-replies]
 
 Mail is stored first through the intake (as the SMTP front stores it), then one runner drains
 it: phase 1 new tickets, each from its own sender (as bench/notify.py sends them), phase 2 one
@@ -119,8 +119,9 @@ async def main(args: argparse.Namespace) -> None:
             await store(db, warm)
             await runner.drain()
             await phase("new tickets", runner, db, [new_mail(i, run) for i in range(args.n)])
-            to = await reply_addresses(db, args.n)
-            await phase("replies", runner, db, [reply_mail(i, run, to[i]) for i in range(args.n)], to)
+            if not args.no_replies:
+                to = await reply_addresses(db, args.n)
+                await phase("replies", runner, db, [reply_mail(i, run, to[i]) for i in range(args.n)], to)
         finally:
             await db.dispose()
 
@@ -128,5 +129,6 @@ async def main(args: argparse.Namespace) -> None:
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("-n", type=int, default=2000)
+    parser.add_argument("--no-replies", action="store_true", help="new tickets only")
     parser.add_argument("--batch", type=int, default=8, help="messages per runner transaction (the default's)")
     asyncio.run(main(parser.parse_args()))

@@ -94,6 +94,13 @@ class SlaTargets:
         policy = next((p for p in found if p.applies(ticket)), None)
         if policy is None and change.event == "created":
             return  # a new ticket no policy covers has no targets: no query
+        comment = change.comment if change.event != "created" else None
+        answered = comment is not None and comment.visibility is Visibility.public and comment.author_type is AuthorType.agent
+        if policy is None and not answered and not changes.keys() & (FILTERED | {"status"}):
+            # without a policy in force only an agent's answer, a status or a filtered field can
+            # move a target the ticket already has (a customer's reply starts one only under a
+            # policy): nothing to read
+            return
         targets = list(await session.scalars(
             select(TicketSlaTarget).where(TicketSlaTarget.ticket_id == ticket.id)
             .order_by(TicketSlaTarget.started_at)
@@ -107,7 +114,6 @@ class SlaTargets:
                 self._start(session, ticket, policy, metric, ticket.created_at or now, running)
         elif changes.keys() & FILTERED:
             await self._retarget(session, ticket, policy, running)
-        comment = change.comment if change.event != "created" else None
         if comment is not None and comment.visibility is Visibility.public:
             if comment.author_type is AuthorType.agent:
                 for metric in (FIRST_REPLY, NEXT_REPLY):

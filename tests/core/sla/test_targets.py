@@ -140,3 +140,38 @@ async def test_business_hours_on_a_policy(gateway: Running) -> None:
             "business_hours": {"timezone": "Mars/Olympus", "weekly": {"mon": [["09:00", "17:00"]]}},
         })
         assert bad.status == 422 and any(f.startswith("business_hours") for f in (await bad.json())["error"]["fields"])
+
+
+async def test_targets_move_on_after_their_policy_is_deactivated(gateway: Running) -> None:
+    """A ticket keeps the targets a policy gave it: an agent's answer still achieves the first
+    reply and solving still ends the resolution target; a customer's reply with no policy in
+    force starts nothing."""
+    sender = f"dora-{uuid.uuid4().hex[:6]}@customer.test"
+    warm, _ = email(sender, "warm-up", "makes sure the Billing group exists")
+    group_id = (await _client_get(gateway, f"/api/v1/tickets/{(await deliver(gateway, warm, rcpt=BILLING)).ticket_id}"))["group_id"]
+    async with gateway.http() as client:
+        policy = await (await client.post("/api/v1/sla_policies", json={
+            "title": f"Billing {uuid.uuid4().hex[:6]}", "filter": {"group_id": [group_id]},
+            "metrics": {"first_reply_time": {"normal": 60}, "next_reply_time": {"normal": 120},
+                        "resolution_time": {"normal": 600}},
+        })).json()
+        try:
+            raw, first_id = email(sender, "Refund", "Please refund order 7.")
+            ticket_id = (await deliver(gateway, raw, rcpt=BILLING)).ticket_id
+            assert (await client.put(f"/api/v1/sla_policies/{policy['id']}", json={"active": False})).status == 200
+            before = await targets(client, ticket_id)
+            assert before["first_reply_time"]["fulfilled_at"] is None
+
+            reply, _ = email(sender, "Re: Refund", "Any news?", in_reply_to=first_id)
+            assert (await deliver(gateway, reply, rcpt=BILLING)).ticket_id == ticket_id
+            assert await targets(client, ticket_id) == before
+
+            assert (await client.post(f"/api/v1/tickets/{ticket_id}/comments", json={"body": "Done."})).status == 201
+            sla = await targets(client, ticket_id)
+            assert sla["first_reply_time"]["fulfilled_at"] is not None and "next_reply_time" not in sla
+            assert sla["sla_breach_at"] == sla["resolution_time"]["target_at"]
+            assert (await client.put(f"/api/v1/tickets/{ticket_id}", json={"status": "solved"})).status == 200
+            sla = await targets(client, ticket_id)
+            assert sla["resolution_time"]["fulfilled_at"] is not None and sla["sla_breach_at"] is None
+        finally:
+            await client.delete(f"/api/v1/sla_policies/{policy['id']}")
