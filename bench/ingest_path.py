@@ -1,7 +1,7 @@
 """Ticket creation and threaded replies through the ingest runner alone (no SMTP, no mailer),
 timed in the source tree of the working directory: Python CPU per message and messages/s.
 
-    .venv/bin/python bench/ingest_path.py [-n 2000] [--batch 8] [--no-replies]
+    .venv/bin/python bench/ingest_path.py [-n 2000] [--batch N] [--no-replies]
 
 Mail is stored first through the intake (as the SMTP front stores it), then one runner drains
 it: phase 1 new tickets, each from its own sender (as bench/notify.py sends them), phase 2 one
@@ -130,5 +130,6 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("-n", type=int, default=2000)
     parser.add_argument("--no-replies", action="store_true", help="new tickets only")
-    parser.add_argument("--batch", type=int, default=8, help="messages per runner transaction (the default's)")
+    parser.add_argument("--batch", type=int, default=getattr(Settings(), "ingest_batch", 8),
+                        help="messages per runner transaction (default: the setting's default)")
     asyncio.run(main(parser.parse_args()))

@@ -47,7 +47,7 @@ class IngestRunner:
         workers: int = 4,
         max_attempts: int = 5,
         poll_seconds: float = 1.0,
-        batch: int = 8,
+        batch: int = 32,
         defer_while: Callable[[], bool] = _never_busy,
     ) -> None:
         self.db = db
