@@ -18,7 +18,7 @@ import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 
-from sqlalchemy import func, or_, select, text
+from sqlalchemy import ColumnElement, func, or_, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.enums import MessageDirection, Visibility
@@ -111,17 +111,17 @@ class ThreadLookups:
             return ticket
         if number in self.numbers and not self.created:
             return None
-        await session.flush()
-        ticket = await session.scalar(select(Ticket).where(Ticket.number == number, Ticket.deleted_at.is_(None)))
-        if ticket is not None:
-            self._remember(ticket)
-        return ticket
+        return await self._live(session, Ticket.number == number)
 
     async def ticket_by_id(self, session: AsyncSession, ticket_id: uuid.UUID) -> Ticket | None:
         if (ticket := self.by_id.get(ticket_id)) is not None:
             return ticket
+        return await self._live(session, Ticket.id == ticket_id)
+
+    async def _live(self, session: AsyncSession, which: ColumnElement[bool]) -> Ticket | None:
+        """Looked up in the table, after a flush: it may be a ticket this batch made."""
         await session.flush()
-        ticket = await session.scalar(select(Ticket).where(Ticket.id == ticket_id, Ticket.deleted_at.is_(None)))
+        ticket = await session.scalar(select(Ticket).where(which, Ticket.deleted_at.is_(None)))
         if ticket is not None:
             self._remember(ticket)
         return ticket
