@@ -8,14 +8,13 @@ from dataclasses import dataclass
 from email.message import Message
 from typing import Any
 
-from sqlalchemy import func, select
-from sqlalchemy.dialects.postgresql import aggregate_order_by
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.agents.models import Agent
 from core.config import Settings
 from core.customers.models import Customer
-from core.enums import AuthorType, Visibility
+from core.enums import AuthorType, DeliveryStatus, Visibility
 from core.events import Event, OutboundDelivery, OutboxEvent, SlaWarning, TriggerNotification, parse_event
 from core.groups.models import Group
 from core.mail.tokens import BOUNCE_PREFIX, INTERNAL, PUBLIC, make_bounce_token, make_token, reply_address
@@ -91,22 +90,43 @@ async def _name_of(session: AsyncSession, author_type: str | None, author_id: An
     return (row.name or row.email) if row else "Someone"
 
 
-async def lock_deliveries(session: AsyncSession, delivery_ids: list[uuid.UUID]) -> list[Any]:
+@dataclass(frozen=True)
+class Locked:
+    """A delivery row as `lock_deliveries` hands it out."""
+
+    id: uuid.UUID
+    event_id: uuid.UUID
+    ticket_id: uuid.UUID | None
+    recipient: str
+    template: str
+    message_id: str
+    status: DeliveryStatus
+    attempts: int
+    agent_name: str | None  # the recipient as an agent, or None
+    customer_name: str | None  # … as a customer
+    thread: list[str] | None  # the ticket's Message-IDs from before the delivery, oldest first
+
+
+_LOCK = f"""
+SELECT d.id, d.event_id, d.ticket_id, d.recipient, d.template, d.message_id, d.status, d.attempts,
+    (SELECT a.name FROM {Agent.__tablename__} a WHERE a.email = d.recipient LIMIT 1),
+    (SELECT c.name FROM {Customer.__tablename__} c WHERE c.email = d.recipient LIMIT 1),
+    (SELECT array_agg(m.message_id ORDER BY m.created_at, m.id) FROM {MessageId.__tablename__} m
+        WHERE m.ticket_id = d.ticket_id AND m.created_at < d.created_at)
+FROM {OutboundDelivery.__tablename__} d WHERE d.id = ANY($1::uuid[])
+FOR UPDATE OF d SKIP LOCKED
+"""
+
+
+async def lock_deliveries(session: AsyncSession, delivery_ids: list[uuid.UUID]) -> list[Locked]:
     """The delivery rows, locked (those another worker holds are left out), with what each
     message needs: the recipient's name as agent or customer, and the ticket's Message-IDs
-    from before it was planned (oldest first) — one round trip for all of them."""
-    d = OutboundDelivery.__table__
-    thread = select(
-        func.array_agg(aggregate_order_by(MessageId.message_id, MessageId.created_at, MessageId.id))
-    ).where(MessageId.ticket_id == d.c.ticket_id, MessageId.created_at < d.c.created_at).scalar_subquery()
-    return list((await session.execute(
-        select(
-            d,
-            select(Agent.name).where(Agent.email == d.c.recipient).limit(1).scalar_subquery().label("agent_name"),
-            select(Customer.name).where(Customer.email == d.c.recipient).limit(1).scalar_subquery().label("customer_name"),
-            thread.label("thread"),
-        ).where(d.c.id.in_(delivery_ids)).with_for_update(of=d, skip_locked=True)
-    )).all())
+    from before it was planned (oldest first) — one round trip for all of them. Plain SQL on
+    the session's connection (the ORM's execution of it cost more than the query), which
+    also begins the session's transaction: the locks last until it ends."""
+    connection = await session.connection()
+    rows = (await connection.exec_driver_sql(_LOCK, (delivery_ids,))).all()
+    return [Locked(*row[:6], DeliveryStatus(row[6]), *row[7:]) for row in rows]
 
 
 def ticket_link(template: str | None, number: object) -> str | None:

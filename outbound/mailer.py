@@ -22,15 +22,14 @@ from email.message import Message
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import bindparam, select, text, update
-from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.clock import utcnow
 from core.config import Settings
 from core.customers.models import Customer
-from core.db import Database
-from core.enums import DeliveryStatus, MessageDirection
+from core.db import Database, driver_of
+from core.enums import DeliveryStatus
 from core.events import Event, OutboundDelivery, TicketCreated, TriggerNotification, parse_event
 from core.metrics import Metrics
 from core.tickets.models import MessageId, Ticket
@@ -47,12 +46,33 @@ MAILED = frozenset({
 })
 FIRST_ATTEMPT_GRACE = 60.0  # a never-tried row older than this lost its process: sweep it
 _DELIVERIES = OutboundDelivery.__table__
-OUTCOME = (  # one attempt's result, for many rows in one executemany
-    update(_DELIVERIES).where(_DELIVERIES.c.id == bindparam("b_id")).values(
-        attempts=bindparam("b_attempts"), status=bindparam("b_status", type_=_DELIVERIES.c.status.type),
-        sent_at=bindparam("b_sent_at", type_=_DELIVERIES.c.sent_at.type), last_error=bindparam("b_last_error"),
-    )
+# one attempt's results, for many rows in one statement
+_OUTCOME = f"""
+UPDATE {_DELIVERIES.name} d SET attempts = o.attempts, status = o.status::delivery_status,
+    sent_at = o.sent_at, last_error = o.last_error
+FROM unnest($1::uuid[], $2::int[], $3::text[], $4::timestamptz[], $5::text[]) AS o(id, attempts, status, sent_at, last_error)
+WHERE d.id = o.id
+"""
+_MESSAGE_IDS = MessageId.__table__
+# the planned deliveries (pending), and for those that are new (not planned by a concurrent or
+# earlier mailer: ON CONFLICT), their Message-IDs, so replies thread back; in one statement.
+# Both rows get the transaction's now() as created_at: a delivery's thread is what came before.
+_PLAN = f"""
+WITH wanted AS (
+    SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::uuid[], $4::text[], $5::text[], $6::text[], $7::uuid[], $8::uuid[])
+        AS w(id, event_id, ticket_id, recipient, template, message_id, message_row_id, comment_id)
+), planned AS (
+    INSERT INTO {_DELIVERIES.name} (id, event_id, ticket_id, recipient, template, message_id, status)
+    SELECT id, event_id, ticket_id, recipient, template, message_id, 'pending' FROM wanted
+    ON CONFLICT ON CONSTRAINT uq_outbound_deliveries_event_recipient DO NOTHING
+    RETURNING id, event_id
+), threaded AS (
+    INSERT INTO {_MESSAGE_IDS.name} (id, message_id, ticket_id, direction, comment_id)
+    SELECT w.message_row_id, w.message_id, w.ticket_id, 'outbound', w.comment_id FROM planned JOIN wanted w USING (id)
+    ON CONFLICT ON CONSTRAINT uq_message_ids_message_ticket DO NOTHING
 )
+SELECT id, event_id FROM planned
+"""
 
 
 def _lock_key(kind: str, value: str) -> int:
@@ -186,30 +206,22 @@ class Mailer:
                 {
                     "id": uuid.uuid4(), "event_id": event_id, "ticket_id": ticket_id,
                     "recipient": r.address.strip().lower(), "template": r.template,
-                    "message_id": new_message_id(mailbox.address), "status": DeliveryStatus.pending,
+                    "message_id": new_message_id(mailbox.address),
                 }
                 for r in screened.accepted
             ]
         if not rows:
             return []
-        inserted = (await session.execute(
-            insert(OutboundDelivery).values(rows)
-            .on_conflict_do_nothing(constraint="uq_outbound_deliveries_event_recipient")
-            .returning(OutboundDelivery.id, OutboundDelivery.event_id, OutboundDelivery.ticket_id,
-                       OutboundDelivery.message_id)
-        )).all()
-        if inserted:
-            await session.execute(
-                insert(MessageId).values([
-                    {
-                        "id": uuid.uuid4(), "message_id": r.message_id, "ticket_id": r.ticket_id,
-                        "direction": MessageDirection.outbound, "comment_id": comments.get(r.event_id),
-                    }
-                    for r in inserted
-                ]).on_conflict_do_nothing(constraint="uq_message_ids_message_ticket")
+        # one statement on the session's driver: the deliveries, and the Message-IDs of those
+        # that are new (the ORM's multi-row INSERTs were compiled anew for every batch size)
+        async with driver_of(session) as driver:
+            inserted = await driver.fetch(
+                _PLAN, [r["id"] for r in rows], [r["event_id"] for r in rows], [r["ticket_id"] for r in rows],
+                [r["recipient"] for r in rows], [r["template"] for r in rows], [r["message_id"] for r in rows],
+                [uuid.uuid4() for _ in rows], [comments.get(r["event_id"]) for r in rows],
             )
         order = {row["id"]: n for n, row in enumerate(rows)}
-        return [(r.event_id, r.id) for r in sorted(inserted, key=lambda r: order[r.id])]
+        return [(r["event_id"], r["id"]) for r in sorted(inserted, key=lambda r: order[r["id"]])]
 
     def _within_ack_budget(self, event: Event, screened: Screened) -> Screened:
         """Acknowledgements of mail beyond the global or the sending host's budget are not sent."""
@@ -253,11 +265,12 @@ class Mailer:
                     outcomes[row.id] = self._failed(row, f"cannot compose: {type(exc).__name__}: {exc}", row.attempts)
             sent = await asyncio.gather(*(self._send(row, message, sender) for row, message, sender in composed))
             outcomes.update((row.id, outcome) for (row, _, _), outcome in zip(composed, sent))
-            await session.execute(OUTCOME, [
-                {"b_id": delivery_id, "b_attempts": o["attempts"], "b_status": o.get("status", DeliveryStatus.pending),
-                 "b_sent_at": o.get("sent_at"), "b_last_error": o.get("last_error")}
-                for delivery_id, o in outcomes.items()
-            ])
+            async with driver_of(session) as driver:  # in the transaction `lock_deliveries` began
+                await driver.execute(
+                    _OUTCOME, list(outcomes), [o["attempts"] for o in outcomes.values()],
+                    [o.get("status", DeliveryStatus.pending).value for o in outcomes.values()],
+                    [o.get("sent_at") for o in outcomes.values()], [o.get("last_error") for o in outcomes.values()],
+                )
 
     async def _send(self, delivery: Any, message: Message, sender: str) -> dict[str, Any]:
         """The row's new values after one attempt."""

@@ -10,7 +10,7 @@ from email.utils import getaddresses
 from pathlib import Path
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 
 from core.agents.service import agent_service
 from core.customers.models import Customer
@@ -266,6 +266,27 @@ async def test_a_redelivered_event_sends_nothing_twice(gw: Running, sink: SmtpSi
     await mailer.handle(event.payload)
     await asyncio.gather(*(mailer.handle(event.payload) for _ in range(3)))  # concurrent redeliveries
     assert len(sink.to(requester)) == 1 and len(await deliveries(gw, ticket_id=ticket.id)) == 1
+
+
+async def test_a_pending_delivery_attempted_twice_at_once_is_sent_once(gw: Running, sink: SmtpSink) -> None:
+    """The attempt's row lock lasts while the relay talks: the second attempt skips the row."""
+    requester = unique("locked")
+    ticket, _ = await new_ticket(gw, requester)
+    await sink.wait_for(requester)
+    await settled(gw, ticket.id)
+    [delivery] = await deliveries(gw, ticket_id=ticket.id)
+    async with gw.db.unit_of_work() as session:  # as if it had never been sent
+        await session.execute(
+            update(OutboundDelivery).where(OutboundDelivery.id == delivery.id).values(status=DeliveryStatus.pending)
+        )
+    sink.delay = 0.5  # the first attempt still holds the row when the second comes
+    mailer = gw.gateway.outbound.mailer
+    first = asyncio.create_task(mailer.attempt(delivery.id))
+    await asyncio.sleep(0.2)
+    await asyncio.gather(first, mailer.attempt(delivery.id))
+    assert len(sink.to(requester)) == 2  # the acknowledgement, and one attempt of the two
+    [again] = await deliveries(gw, ticket_id=ticket.id)
+    assert (again.status, again.attempts) == (DeliveryStatus.sent, 2)
 
 
 async def test_temporary_failures_retry_and_permanent_ones_are_visible(gw: Running, sink: SmtpSink) -> None:

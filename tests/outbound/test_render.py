@@ -115,3 +115,39 @@ def test_ticket_link_only_to_a_page_the_operator_names() -> None:
 
     assert ticket_link(None, 42) is None
     assert ticket_link("https://desk.example.com/tickets/{number}", 42) == "https://desk.example.com/tickets/42"
+
+
+def test_notifications_flatten_to_the_generators_bytes() -> None:
+    """`flatten` writes a notification without the email generator: the same bytes as
+    `as_bytes(policy=_COMPAT_SMTP)`, boundary included (both draw it from `random`), whatever
+    the names, subject, thread and bodies (long lines, bare CR or LF, '=' signs, non-ASCII)."""
+    import copy
+    import random
+    import string
+
+    from outbound.transport import _COMPAT_SMTP
+
+    rnd = random.Random(20261130)
+    chars = string.ascii_letters + string.digits + " \t\r\n=.-_:;,<>\"'()[]@!?#"
+
+    def text(size: int, unicode: bool = False) -> str:
+        pool = chars + ("äöü€😀—" if unicode else "")
+        return "".join(rnd.choice(pool) for _ in range(size))
+
+    for n in range(300):
+        envelope = Envelope(
+            message_id=f"{n}.hd@example.com", from_name=text(rnd.randint(0, 40), rnd.random() < 0.2),
+            from_address="support@example.com", to_name=text(rnd.randint(0, 60), rnd.random() < 0.2),
+            to_address=f"c{n}@customers.example", reply_to=f"support+t{n}@example.com",
+            subject=text(rnd.randint(0, 300), rnd.random() < 0.2),
+            thread=[f"m{i}@x.example" for i in range(rnd.randint(0, 15))],
+            auto_submitted=rnd.choice([None, "auto-replied", "auto-generated"]), ticket_number=rnd.randint(1, 10**7),
+        )
+        body = text(rnd.choice([0, 1, 80, 1000, 5000]), rnd.random() < 0.2) + rnd.choice(["", "\n", "\r\n"])
+        message = build_message(envelope, body, text(rnd.choice([0, 100, 3000]), rnd.random() < 0.2))
+        twin = copy.deepcopy(message)
+        seed = rnd.random()
+        random.seed(seed)
+        expected = twin.as_bytes(policy=_COMPAT_SMTP)
+        random.seed(seed)
+        assert flatten(message) == expected, n
