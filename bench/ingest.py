@@ -29,7 +29,6 @@ import psutil
 from common import cpu_seconds, free_port, read_reply, run_in_work_dir, stop_gateway  # bench/, beside this file
 
 ROOT = Path(__file__).resolve().parent.parent
-HELPDESK = ROOT / ".venv" / "bin" / "helpdesk"
 TARGET_RATIO = 0.40
 FILLER = "The printer on the third floor prints every page twice and then jams again. "
 
@@ -175,12 +174,14 @@ def start_bare() -> tuple[subprocess.Popen[bytes], int]:
 def start_gateway(data_dir: Path, log_path: Path, roles: str | None = None,
                   env: dict[str, str] | None = None, processes: int = 1) -> tuple[subprocess.Popen[bytes], int]:
     port = free_port()
-    cmd = [str(HELPDESK), "serve", "--data-dir", str(data_dir), "--smtp-port", str(port),
+    # `python -m gateway` in this tree (the `helpdesk` script of an editable install runs the
+    # tree it was installed from, whichever tree this bench is in)
+    cmd = [sys.executable, "-m", "gateway", "serve", "--data-dir", str(data_dir), "--smtp-port", str(port),
            "--http-port", str(free_port()), "--processes", str(processes)]
     if roles:
         cmd += ["--roles", roles]
     proc = subprocess.Popen(cmd, stdout=log_path.open("wb"), stderr=subprocess.STDOUT,
-                            env={**os.environ, **(env or {})})
+                            env={**os.environ, **(env or {})}, cwd=ROOT)
     ready = "SMTP listening" if roles is None or "smtp" in roles else "roles:"
     deadline = time.monotonic() + 180
     while ready not in log_path.read_text(errors="replace"):
