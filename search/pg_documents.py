@@ -15,7 +15,7 @@ import asyncpg
 
 from core.db import Database, asyncpg_dsn
 from search.backend import Progress
-from search.documents import BY_IDS, BY_RANGE, PRIORITY_ARRAY, document_source
+from search.documents import BY_IDS, BY_RANGE, PRIORITY_ARRAY, document_source, without_markers
 
 CONFIG = "helpdesk"
 REBUILD_CHUNK = 5_000
@@ -30,7 +30,7 @@ SELECT id, title,
        || setweight(to_tsvector('{CONFIG}', body), 'B')
        || setweight(to_tsvector('{CONFIG}', concat_ws(' ', requester_name, requester_email,
                     translate(requester_email, '@.', '  '), array_to_string(tags, ' '))), 'C'),
-       translate(subject, E'\\x02\\x03\\uE000\\uE001\\uE002', ''), number, status::text, array_position({PRIORITY_ARRAY}, priority::text) - 1,
+       {without_markers('subject')}, number, status::text, array_position({PRIORITY_ARRAY}, priority::text) - 1,
        type::text, channel::text, group_id, assignee_id, requester_id, organization_id, tags,
        created_at, updated_at, solved_at, clock_timestamp()
 FROM (SELECT *, to_tsvector('{CONFIG}', subject) AS title FROM bounded) b
