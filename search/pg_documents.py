@@ -33,7 +33,9 @@ SELECT id, title,
        {without_markers('subject')}, number, status::text, array_position({PRIORITY_ARRAY}, priority::text) - 1,
        type::text, channel::text, group_id, assignee_id, requester_id, organization_id, tags,
        created_at, updated_at, solved_at, clock_timestamp()
-FROM (SELECT *, to_tsvector('{CONFIG}', subject) AS title FROM bounded) b
+-- OFFSET 0: the subquery is kept whole, so the subject is parsed once (flattened, the title's
+-- to_tsvector was written out and run twice: for the column and for the document)
+FROM (SELECT *, to_tsvector('{CONFIG}', subject) AS title FROM bounded OFFSET 0) b
 ON CONFLICT (ticket_id) DO UPDATE SET
     title = EXCLUDED.title, document = EXCLUDED.document, subject = EXCLUDED.subject,
     number = EXCLUDED.number, status = EXCLUDED.status,
