@@ -12,7 +12,24 @@ from search.query import PRIORITY_ORDER
 
 MAX_BODY = 100_000
 PRIORITY_ARRAY = "ARRAY[" + ", ".join(f"'{p.value}'" for p in PRIORITY_ORDER) + "]"
+# the highlight markers (search/backend.py) and the code points search/postgres.py hides markup as
+MARKERS = ("\\x02", "\\x03", "\\uE000", "\\uE001", "\\uE002")
 
+
+def without_markers(expression: str) -> str:
+    """SQL: the text of `expression` with every marker character removed.
+
+    One replace() per character rather than one translate(): replace looks for a character by a
+    byte search and hands back text without any unchanged, where translate decodes and compares
+    every character of the text (15% of a reindex's writing went to it on ticket bodies)."""
+    for character in MARKERS:
+        expression = f"replace({expression}, E'{character}', '')"
+    return expression
+
+
+_FULL_BODY = without_markers("""concat_ws(E'\\n\\n', t.description,
+               string_agg(tc.body, E'\\n\\n' ORDER BY tc.created_at, tc.id) FILTER (WHERE tc.body <> t.description)
+           )""")
 # a CTE `bounded` of the live tickets `{{where}}` picks (over `t`), with `body` and the requester;
 # set-based (comments grouped by ticket, not one subquery each): a rebuild reads ranges of tickets
 SOURCE_TEMPLATE = f"""
@@ -20,9 +37,7 @@ WITH live AS (
     SELECT t.id, t.number, t.subject, t.status, t.priority, t.type, t.channel,
            t.group_id, t.assignee_id, t.requester_id, t.organization_id, t.tags, t.created_at,
            t.updated_at, t.solved_at, c.name AS requester_name, c.email AS requester_email,
-           translate(concat_ws(E'\\n\\n', t.description,
-               string_agg(tc.body, E'\\n\\n' ORDER BY tc.created_at, tc.id) FILTER (WHERE tc.body <> t.description)
-           ), E'\\x02\\x03\\uE000\\uE001\\uE002', '') AS full_body
+           {_FULL_BODY} AS full_body
     FROM tickets t JOIN customers c ON c.id = t.requester_id
     LEFT JOIN ticket_comments tc ON tc.ticket_id = t.id AND {{comments}}
     WHERE {{where}} AND t.deleted_at IS NULL
@@ -45,7 +60,7 @@ def document_source(picked: dict[str, str]) -> str:
 DOCUMENT_SOURCE = document_source(BY_IDS)
 
 SELECT_DOCUMENTS = DOCUMENT_SOURCE + f"""
-SELECT id, number, translate(subject, E'\\x02\\x03\\uE000\\uE001\\uE002', '') AS subject, body,
+SELECT id, number, {without_markers('subject')} AS subject, body,
        requester_name, requester_email, tags, status::text AS status,
        array_position({PRIORITY_ARRAY}, priority::text) - 1 AS priority_rank, priority::text AS priority,
        type::text AS type, channel::text AS channel, group_id, assignee_id, requester_id,

@@ -15,7 +15,7 @@ import asyncpg
 
 from core.db import Database, asyncpg_dsn
 from search.backend import Progress
-from search.documents import BY_IDS, BY_RANGE, PRIORITY_ARRAY, document_source
+from search.documents import BY_IDS, BY_RANGE, PRIORITY_ARRAY, document_source, without_markers
 
 CONFIG = "helpdesk"
 REBUILD_CHUNK = 5_000
@@ -30,10 +30,12 @@ SELECT id, title,
        || setweight(to_tsvector('{CONFIG}', body), 'B')
        || setweight(to_tsvector('{CONFIG}', concat_ws(' ', requester_name, requester_email,
                     translate(requester_email, '@.', '  '), array_to_string(tags, ' '))), 'C'),
-       translate(subject, E'\\x02\\x03\\uE000\\uE001\\uE002', ''), number, status::text, array_position({PRIORITY_ARRAY}, priority::text) - 1,
+       {without_markers('subject')}, number, status::text, array_position({PRIORITY_ARRAY}, priority::text) - 1,
        type::text, channel::text, group_id, assignee_id, requester_id, organization_id, tags,
        created_at, updated_at, solved_at, clock_timestamp()
-FROM (SELECT *, to_tsvector('{CONFIG}', subject) AS title FROM bounded) b
+-- OFFSET 0: the subquery is kept whole, so the subject is parsed once (flattened, the title's
+-- to_tsvector was written out and run twice: for the column and for the document)
+FROM (SELECT *, to_tsvector('{CONFIG}', subject) AS title FROM bounded OFFSET 0) b
 ON CONFLICT (ticket_id) DO UPDATE SET
     title = EXCLUDED.title, document = EXCLUDED.document, subject = EXCLUDED.subject,
     number = EXCLUDED.number, status = EXCLUDED.status,
