@@ -492,8 +492,6 @@ class Pipeline:
         await participant_service.add_followers(session, ticket, ids, cap=self.max_followers)
 
 
-
-
 def first_comment(ticket: Ticket, mail_kind: str) -> CommentFacts:
     """What triggers see of a mailed ticket's first comment (automatic mail is kept internal)."""
     automatic = mail_kind != MailKind.human.value
