@@ -26,7 +26,9 @@ sys.path.insert(0, str(ROOT))
 from bench.common import free_port, run_in_work_dir, stop_gateway  # noqa: E402
 from tests.support import hostile  # noqa: E402
 
-HELPDESK = ROOT / ".venv" / "bin" / "helpdesk"
+# `python -m gateway` in this tree: the `helpdesk` script of an editable install runs the tree
+# it was installed from, whichever tree this bench is in (run with cwd=ROOT)
+GATEWAY = [sys.executable, "-m", "gateway"]
 INPUTS = {
     "encoded-word Subject 400 KB": hostile.encoded_word_header,
     "MIME 3,000 deep": hostile.deep_mime,
@@ -101,10 +103,11 @@ async def bench(work: Path) -> bool:
     smtp_port, http_port = free_port(), free_port()
     log = work / "gateway.log"
     proc = subprocess.Popen(
-        [str(HELPDESK), "serve", "--data-dir", str(work / "data"), "--smtp-port", str(smtp_port),
+        [*GATEWAY, "serve", "--data-dir", str(work / "data"), "--smtp-port", str(smtp_port),
          "--http-port", str(http_port)],
         stdout=log.open("wb"), stderr=subprocess.STDOUT,
         env={"PATH": "/usr/bin:/bin", "HELPDESK_SENDER_VERIFICATION": "off", "HELPDESK_API_RATE_PER_MINUTE": "0"},
+        cwd=ROOT,
     )
     try:
         deadline = time.monotonic() + 180

@@ -46,7 +46,9 @@ from common import (  # bench/, beside this file
 )
 
 ROOT = Path(__file__).resolve().parent.parent
-HELPDESK = ROOT / ".venv" / "bin" / "helpdesk"
+# `python -m gateway` in this tree: the `helpdesk` script of an editable install runs the tree
+# it was installed from, whichever tree this bench is in (run with cwd=ROOT)
+GATEWAY = [sys.executable, "-m", "gateway"]
 
 ENGLISH = """account address agent alarm amount answer app application arrive attachment
 available backup balance bank battery billing blocked booking browser bug cable cancel card
@@ -331,9 +333,9 @@ async def bench(args: argparse.Namespace, work: Path) -> bool:
     env = {**os.environ, "HELPDESK_API_RATE_PER_MINUTE": "0", "HELPDESK_TICKET_INBOUND_PER_HOUR": "100000",
            "HELPDESK_AUTO_REPLIES_PER_HOUR": "0"}
     gateway = subprocess.Popen(
-        [str(HELPDESK), "serve", "--roles", "smtp,api,worker", "--data-dir", str(data_dir),
+        [*GATEWAY, "serve", "--roles", "smtp,api,worker", "--data-dir", str(data_dir),
          "--http-port", str(http_port), "--smtp-port", str(smtp_port)],
-        stdout=log.open("wb"), stderr=subprocess.STDOUT, env=env,
+        stdout=log.open("wb"), stderr=subprocess.STDOUT, env=env, cwd=ROOT,
     )
     ok = True
     try:
@@ -351,7 +353,7 @@ async def bench(args: argparse.Namespace, work: Path) -> bool:
 
         started = time.perf_counter()
         reindex = subprocess.run(
-            [str(HELPDESK), "reindex"], capture_output=True, text=True,
+            [*GATEWAY, "reindex"], capture_output=True, text=True, cwd=ROOT,
             env={**env, "HELPDESK_DATABASE_URL": dsn.replace("postgresql://", "postgresql+asyncpg://", 1)},
         )
         elapsed = time.perf_counter() - started
