@@ -11,7 +11,7 @@ import asyncio
 import logging
 import time
 import uuid
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from datetime import datetime
 
 from sqlalchemy import select
@@ -94,9 +94,9 @@ class Message:
     route: Route
     kind: Classification
     sender: Sender
-    verdict: Verdict = UNVERIFIED
     # what threading needs, read once for the message's whole batch
-    lookups: ThreadLookups = field(default_factory=ThreadLookups)
+    lookups: ThreadLookups
+    verdict: Verdict = UNVERIFIED
 
 
 class Pipeline:
@@ -198,7 +198,7 @@ class Pipeline:
                     customer=found.customers.get(mail.from_address),
                 )
                 outcome = await self.decide(
-                    session, Message(inbound, mail, route, kind, sender, verdict, lookups), created
+                    session, Message(inbound, mail, route, kind, sender, lookups, verdict), created
                 )
                 outcomes[index] = replace(outcome, auth_verdict=verdict.summary())
         if created:
@@ -247,10 +247,9 @@ class Pipeline:
         numbers: set[int] = set()
         message_ids: set[str] = set()
         for mail, rcpt_tos in mails:
-            if has_thread_evidence(mail, rcpt_tos, self.mailboxes):
-                asked = asked_for(mail, rcpt_tos, self.mailboxes)
-                numbers |= asked[0]
-                message_ids |= asked[1]
+            asked_numbers, asked_ids = asked_for(mail, rcpt_tos, self.mailboxes)
+            numbers |= asked_numbers
+            message_ids |= asked_ids
         return await ThreadLookups.for_batch(session, numbers=numbers, message_ids=message_ids)
 
     async def delivery_report(

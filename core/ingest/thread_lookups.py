@@ -163,10 +163,7 @@ class ThreadLookups:
         if count is None:
             await session.flush()  # this batch's comments on it count as well
             count = self.mail_counts[ticket_id] = await session.scalar(
-                select(func.count()).select_from(TicketComment).where(
-                    TicketComment.ticket_id == ticket_id, TicketComment.inbound_message_id.is_not(None),
-                    TicketComment.created_at >= self.since,
-                )
+                select(_mail_count(self.since)).where(Ticket.id == ticket_id)
             ) or 0
         return count
 
