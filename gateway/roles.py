@@ -66,7 +66,7 @@ class Gateway:
             self.runner = IngestRunner(
                 self.db, Pipeline.from_settings(settings, self.store), self.metrics, workers=settings.ingest_workers,
                 max_attempts=settings.ingest_max_attempts, poll_seconds=settings.ingest_poll_seconds,
-                batch=settings.ingest_batch,
+                batch=settings.ingest_batch, linger=settings.ingest_linger_seconds,
                 # a burst of senders waiting for their 250 goes before ticket creation
                 defer_while=self._mail_burst,
             )

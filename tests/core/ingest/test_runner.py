@@ -183,3 +183,39 @@ async def test_the_intake_counts_the_senders_waiting_for_their_commit(db: Databa
     finally:
         await blocker.close()
         await intake.stop()
+
+
+async def test_mail_arriving_as_a_stream_is_taken_a_few_messages_at_a_time(db: Database, tmp_path: Path) -> None:
+    """A runner without a backlog lingers before it claims: the second message, committed
+    while the runner waits, goes in the first one's batch (one transaction, one
+    `processed_at`). Without the linger the first is claimed alone the moment it commits."""
+    ingest = runner(db, tmp_path, workers=1, poll_seconds=600, linger=1.0)
+    intake = Intake(db, on_commit=ingest.wake)
+    await intake.start()
+    await ingest.start()
+    tag = uuid.uuid4().hex[:8]
+    try:
+        ids = []
+        for i in range(2):
+            ids.append(await intake.submit(Submission(
+                mail_from="runner@customer.test", rcpt_tos=["support@example.com"],
+                raw=raw_mail(f"stream {tag} {i}", f"stream-{tag}-{i}@x"),
+            )))
+            await asyncio.sleep(0.2)
+        for _ in range(200):
+            done = await rows(db, ids)
+            if all(r.status is InboundStatus.processed for r in done):
+                break
+            await asyncio.sleep(0.05)
+        assert [r.status for r in done] == [InboundStatus.processed] * 2
+        assert done[0].processed_at == done[1].processed_at  # one batch
+    finally:
+        await ingest.stop()
+        await intake.stop()
+
+
+async def test_a_stop_ends_a_linger_at_once(db: Database, tmp_path: Path) -> None:
+    ingest = runner(db, tmp_path, workers=1, poll_seconds=600, linger=600.0)
+    await ingest.start()
+    await asyncio.sleep(0.1)  # lingering before its first claim
+    await asyncio.wait_for(ingest.stop(), 30)
