@@ -9,7 +9,6 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from sqlalchemy import select, text
-from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.agents.models import Agent
@@ -100,37 +99,51 @@ async def people(session: AsyncSession, senders: dict[str, str], *, customers_fo
     wanted = sorted(customers_for - set(found.agents))
     if not wanted:
         return found
-    found.customers = await _customers(session, wanted)
-    missing = [a for a in wanted if a not in found.customers]
-    if missing:
-        await _create_customers(session, missing, senders)
-        found.customers.update(await _customers(session, missing))
+    found.customers = await _find_or_create_customers(session, wanted, senders)
     for address, customer in found.customers.items():
         if senders.get(address) and not customer.name:
             customer.name = senders[address]
     return found
 
 
+# the customers of these addresses, those that are new created (with the organization that
+# lists their domain) — in one statement where finding, the organizations, creating and
+# reading back took four. The final SELECT sees the statement's snapshot: rows this statement
+# inserts come from RETURNING, and a row another runner committed meanwhile (the INSERT's
+# conflict) from neither, so those are read again.
+_FIND_OR_CREATE = text(f"""
+WITH wanted AS (
+    SELECT * FROM unnest(CAST(:ids AS uuid[]), CAST(:emails AS text[]), CAST(:names AS text[]),
+                         CAST(:domains AS text[])) AS w(id, email, name, domain)
+), created AS (
+    INSERT INTO {Customer.__tablename__} (id, email, name, organization_id)
+    SELECT w.id, w.email, w.name, (
+        SELECT o.id FROM {Organization.__tablename__} o WHERE w.domain = ANY(o.domains)
+        ORDER BY o.created_at, o.id LIMIT 1)
+    FROM wanted w WHERE NOT EXISTS (SELECT 1 FROM {Customer.__tablename__} c WHERE c.email = w.email)
+    ON CONFLICT (email) DO NOTHING
+    RETURNING {Customer.__tablename__}.*
+)
+SELECT * FROM created
+UNION ALL SELECT * FROM {Customer.__tablename__} WHERE email = ANY(CAST(:emails AS text[]))
+""")
+
+
+async def _find_or_create_customers(
+    session: AsyncSession, emails: list[str], names: dict[str, str]
+) -> dict[str, Customer]:
+    rows = await session.scalars(select(Customer).from_statement(_FIND_OR_CREATE), {
+        "ids": [uuid.uuid4() for _ in emails], "emails": emails, "names": [names.get(e, "") for e in emails],
+        "domains": [e.rpartition("@")[2] for e in emails],
+    })
+    found = {c.email: c for c in rows}
+    if len(found) < len(emails):  # created by another runner since this statement began
+        found.update(await _customers(session, [e for e in emails if e not in found]))
+    return found
+
+
 async def _customers(session: AsyncSession, emails: list[str]) -> dict[str, Customer]:
     return {c.email: c for c in await session.scalars(select(Customer).where(Customer.email.in_(emails)))}
-
-
-async def _create_customers(session: AsyncSession, emails: list[str], names: dict[str, str]) -> None:
-    domains = {e.rpartition("@")[2] for e in emails}
-    orgs: dict[str, uuid.UUID] = {}
-    for org_id, org_domains in await session.execute(
-        select(Organization.id, Organization.domains).where(Organization.domains.overlap(sorted(domains)))
-    ):
-        for domain in org_domains:
-            orgs.setdefault(domain, org_id)
-    await session.execute(
-        insert(Customer)
-        .values([
-            {"id": uuid.uuid4(), "email": e, "name": names.get(e, ""), "organization_id": orgs.get(e.rpartition("@")[2])}
-            for e in emails
-        ])
-        .on_conflict_do_nothing(index_elements=[Customer.email])
-    )
 
 
 
