@@ -12,7 +12,6 @@ import logging
 import time
 import uuid
 from dataclasses import dataclass, replace
-from datetime import datetime
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -53,9 +52,11 @@ from core.mail.parse import ParsedMail, Unprocessable
 from core.mail.reply import extract_reply, extract_reply_html
 from core.satisfaction.service import rate_by_mail
 from core.secrets import REPLY_TOKEN_SECRET, server_secret
+from core.sla.targets import policies
 from core.tickets.changes import ticket_changes
 from core.tickets.models import Ticket, TicketComment
 from core.tickets.service import participant_service, ticket_service
+from core.triggers.runner import active_triggers
 
 log = logging.getLogger(__name__)
 
@@ -183,6 +184,12 @@ class Pipeline:
             session, {r[2].from_address: r[2].from_name for r in ready},
             customers_for={r[2].from_address for r in ready if r[4].kind is not MailKind.bounce},
         )
+        if ready:
+            # the rules every change is settled by, read (once per session) while little is
+            # pending: read where the first change needs them, each read flushed what the batch
+            # had written so far, and its audit entries and events went in three INSERTs each
+            await active_triggers(session)
+            await policies(session)
         created: list[Created] = []
         with session.no_autoflush:
             for (index, inbound, mail, route, kind), verdict in zip(ready, verdicts, strict=True):
@@ -498,13 +505,3 @@ def first_comment(ticket: Ticket, mail_kind: str) -> CommentFacts:
         visibility=Visibility.internal if automatic else Visibility.public, author_type=AuthorType.customer,
         author_id=ticket.requester_id, body=ticket.description, mail_kind=mail_kind,
     )
-
-
-def outcome_row(inbound: InboundMessage, outcome: Outcome, at: datetime) -> dict[str, object]:
-    """The inbound row's new values: the same keys for every row, so one batch is one UPDATE."""
-    return {
-        "id": inbound.id, "status": outcome.status, "reason": outcome.reason,
-        "matched_rule": outcome.matched_rule, "mail_kind": outcome.mail_kind,
-        "ticket_id": outcome.ticket_id, "comment_id": outcome.comment_id,
-        "duplicate_of_id": outcome.duplicate_of_id, "processed_at": at, "auth_verdict": outcome.auth_verdict,
-    }
