@@ -71,7 +71,7 @@ class Settings(BaseSettings):
     # lookups and a commit once (bench/ingest_path.py: 8 -> 32 took ~40% off the CPU a message)
     ingest_batch: int = Field(default=32, ge=1, le=500)
     # how long a runner without a backlog waits for more mail before it claims a batch
-    ingest_linger_seconds: float = Field(default=0.05, ge=0, le=5)
+    ingest_linger_seconds: float = Field(default=0.1, ge=0, le=5)
     ingest_max_attempts: int = Field(default=5, ge=1)
     ingest_poll_seconds: float = 1.0
     db_pool_size: int = Field(default=20, ge=1)
