@@ -110,7 +110,6 @@ class Intake:
         self._queue: asyncio.Queue[tuple[Submission, asyncio.Future[uuid.UUID]]] = asyncio.Queue()
         self._task: asyncio.Task[None] | None = None
         self._recent: collections.deque[tuple[float, int]] = collections.deque()  # (loop time, messages)
-        self._waiting = 0  # submitted, not yet committed: senders waiting for their 250
 
     async def start(self) -> None:
         self._task = asyncio.create_task(self._write_loop())
@@ -129,16 +128,8 @@ class Intake:
         if self._task is None:
             raise IntakeUnavailable("intake is not running")
         future: asyncio.Future[uuid.UUID] = asyncio.get_running_loop().create_future()
-        self._waiting += 1
-        try:
-            await self._queue.put((submission, future))
-            return await future
-        finally:
-            self._waiting -= 1
-
-    def waiting(self) -> int:
-        """Messages submitted and not yet committed: senders waiting for their 250 right now."""
-        return self._waiting
+        await self._queue.put((submission, future))
+        return await future
 
     async def _write_loop(self) -> None:
         while True:

@@ -157,34 +157,6 @@ async def test_a_stop_that_comes_during_a_batch_ends_the_runner_at_once(
         await blocker.close()
 
 
-async def test_the_intake_counts_the_senders_waiting_for_their_commit(db: Database, database_url: str) -> None:
-    """What the ingest runner's pacing asks (gateway/roles.py): ticket creation steps aside
-    only while senders are waiting for their 250, not for a whole steady stream."""
-    intake = Intake(db)
-    await intake.start()
-    blocker = await asyncpg.connect(asyncpg_dsn(database_url))
-    try:
-        await blocker.execute("BEGIN; LOCK TABLE inbound_messages IN ACCESS EXCLUSIVE MODE")
-        tag = uuid.uuid4().hex[:8]
-        sending = [
-            asyncio.create_task(intake.submit(Submission(
-                mail_from="w@customer.test", rcpt_tos=["support@example.com"], raw=raw_mail(f"wait {tag} {i}", f"w-{tag}-{i}@x"),
-            )))
-            for i in range(3)
-        ]
-        for _ in range(200):
-            if intake.waiting() == 3:
-                break
-            await asyncio.sleep(0.01)
-        assert intake.waiting() == 3
-        await blocker.execute("ROLLBACK")
-        await asyncio.gather(*sending)
-        assert intake.waiting() == 0
-    finally:
-        await blocker.close()
-        await intake.stop()
-
-
 async def test_mail_arriving_as_a_stream_is_taken_a_few_messages_at_a_time(db: Database, tmp_path: Path) -> None:
     """A runner without a backlog lingers before it claims: the second message, committed
     while the runner waits, goes in the first one's batch (one transaction, one
