@@ -44,8 +44,8 @@ FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[], $6::uuid
 WHERE m.id = o.id
 """
 
-# a start counted for each claimed row, committed by itself before any work (plain SQL on the
-# driver: the ORM's INSERT of one VALUES row per message was compiled anew for every batch size)
+# a start counted for each claimed row, committed by itself before any work (plain SQL: the
+# ORM's INSERT of one VALUES row per message was compiled anew for every batch size)
 _START = f"""
 INSERT INTO {InboundStart.__tablename__} (inbound_id, starts) SELECT unnest($1::uuid[]), 1
 ON CONFLICT (inbound_id) DO UPDATE SET starts = {InboundStart.__tablename__}.starts + 1
@@ -196,8 +196,11 @@ class IngestRunner:
         they killed the process, and would kill every restart."""
         if not rows:
             return rows, []
-        async with self.db.driver() as driver:  # each statement commits itself: survives a crash
-            starts = {row["inbound_id"]: row["starts"] for row in await driver.fetch(_START, [r.id for r in rows])}
+        # autocommit, so the count survives a crash; from the read pool, as before: a second
+        # connection from the pool the claim's transaction holds one of could wait for ever
+        # once every connection of that pool is held by a runner waiting for its second
+        async with self.db.read_engine.connect() as connection:
+            starts = dict((await connection.exec_driver_sql(_START, ([r.id for r in rows],))).all())
         crashes = {r.id: starts.get(r.id, 1) - 1 - r.attempts for r in rows}
         killers = [r for r in rows if crashes[r.id] >= self.max_attempts]
         return [r for r in rows if crashes[r.id] < self.max_attempts], killers
