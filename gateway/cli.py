@@ -199,7 +199,7 @@ async def serve(settings: Settings, *, supervised: bool = False) -> None:
         gc.freeze()
         # and young collections every 50,000 allocations rather than 700: a message's parse and
         # its ORM rows allocate thousands of objects, and each young collection walked them
-        # again (a worker's CPU a message -7% to -13%, bench/notify.py and ingest_path.py)
+        # again (bench/notify.py, alternated: a worker's CPU a message 2-8% less)
         gc.set_threshold(GC_YOUNG_THRESHOLD, *gc.get_threshold()[1:])
         if gateway.admin_token:
             print(f"admin API token (shown once, also in {settings.data_dir / 'admin-token'}):")
