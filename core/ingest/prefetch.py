@@ -107,20 +107,24 @@ async def people(session: AsyncSession, senders: dict[str, str], *, customers_fo
 
 
 # the customers of these addresses, those that are new created (with the organization that
-# lists their domain) — in one statement where finding, the organizations, creating and
-# reading back took four. The final SELECT sees the statement's snapshot: rows this statement
-# inserts come from RETURNING, and a row another runner committed meanwhile (the INSERT's
-# conflict) from neither, so those are read again.
+# lists their domain: the oldest, if several do) — in one statement where finding, the
+# organizations, creating and reading back took four. The organizations are read once for the
+# batch, as before. The final SELECT sees the statement's snapshot: rows this statement inserts
+# come from RETURNING, and a row another runner committed meanwhile (the INSERT's conflict)
+# from neither, so those are read again.
 _FIND_OR_CREATE = text(f"""
 WITH wanted AS (
     SELECT * FROM unnest(CAST(:ids AS uuid[]), CAST(:emails AS text[]), CAST(:names AS text[]),
                          CAST(:domains AS text[])) AS w(id, email, name, domain)
+), orgs AS (
+    SELECT DISTINCT ON (d.domain) d.domain, o.id
+    FROM {Organization.__tablename__} o CROSS JOIN LATERAL unnest(o.domains) AS d(domain)
+    WHERE o.domains && CAST(:domains AS text[]) AND d.domain = ANY(CAST(:domains AS text[]))
+    ORDER BY d.domain, o.created_at, o.id
 ), created AS (
     INSERT INTO {Customer.__tablename__} (id, email, name, organization_id)
-    SELECT w.id, w.email, w.name, (
-        SELECT o.id FROM {Organization.__tablename__} o WHERE w.domain = ANY(o.domains)
-        ORDER BY o.created_at, o.id LIMIT 1)
-    FROM wanted w WHERE NOT EXISTS (SELECT 1 FROM {Customer.__tablename__} c WHERE c.email = w.email)
+    SELECT w.id, w.email, w.name, orgs.id FROM wanted w LEFT JOIN orgs USING (domain)
+    WHERE NOT EXISTS (SELECT 1 FROM {Customer.__tablename__} c WHERE c.email = w.email)
     ON CONFLICT (email) DO NOTHING
     RETURNING {Customer.__tablename__}.*
 )
