@@ -271,7 +271,7 @@ class Pipeline:
         return await self.reply(session, m, ThreadMatch(ticket, "bounce"), created)
 
     @staticmethod
-    def duplicate_of(earlier_id: uuid.UUID, earlier: InboundMessage | Outcome) -> Outcome:
+    def duplicate_of(earlier_id: uuid.UUID, earlier: prefetch.Handled | Outcome) -> Outcome:
         return Outcome(
             InboundStatus.duplicate, reason=f"same message as inbound {earlier_id}",
             matched_rule="duplicate", ticket_id=earlier.ticket_id,

@@ -13,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.agents.models import Agent
 from core.customers.models import Customer
+from core.db import driver_of
 from core.enums import AgentRole, InboundStatus, MessageDirection
 from core.ingest.models import InboundMessage
 from core.organizations.models import Organization
@@ -21,7 +22,7 @@ from core.tickets.models import MessageId
 HANDLED = (InboundStatus.processed, InboundStatus.quarantined, InboundStatus.dropped)
 
 
-def dedup_key(inbound: InboundMessage) -> tuple[str, str]:
+def dedup_key(inbound: InboundMessage | Handled) -> tuple[str, str]:
     """The same message delivered twice: same Message-ID (or none) and same bytes."""
     return (inbound.message_id or "", inbound.sha256)
 
@@ -44,32 +45,59 @@ async def lock_keys(session: AsyncSession, keys: Iterable[tuple[str, str]]) -> N
         )
 
 
-async def handled_before(
-    session: AsyncSession, batch: list[InboundMessage]
-) -> dict[tuple[str, str], InboundMessage]:
-    """Earlier inbound rows that are already handled, by dedup key."""
-    rows = await session.scalars(
-        select(InboundMessage).where(
-            InboundMessage.sha256.in_({i.sha256 for i in batch}),
-            InboundMessage.id.not_in([i.id for i in batch]),
-            InboundMessage.status.in_(HANDLED),
+@dataclass(frozen=True)
+class Handled:
+    """An earlier inbound row, already handled: what a duplicate of it points at."""
+    id: uuid.UUID
+    message_id: str | None
+    sha256: str
+    ticket_id: uuid.UUID | None
+    comment_id: uuid.UUID | None
+
+
+_HANDLED_COLUMNS = "m.id, m.message_id, m.sha256, m.ticket_id, m.comment_id, m.received_at"
+_HANDLED_WHERE = (f"m.status = ANY('{{{','.join(s.value for s in HANDLED)}}}'::inbound_status[]) "
+                  "AND m.id <> ALL($3::uuid[])")
+# By the whole dedup key, so both halves use the (message_id, sha256) index: an inbound table
+# only ever grows, and by the digest alone the check read all of it for every batch (40 ms
+# at 200,000 messages). Mail without a Message-ID needs the IS NULL form to use the index.
+HANDLED_BEFORE = f"""
+WITH k AS (SELECT * FROM unnest($1::text[], $2::varchar[]) AS k(message_id, sha256))
+SELECT {_HANDLED_COLUMNS} FROM k
+JOIN {InboundMessage.__tablename__} m ON m.message_id = k.message_id AND m.sha256 = k.sha256
+WHERE {_HANDLED_WHERE}
+UNION ALL
+SELECT {_HANDLED_COLUMNS} FROM k
+JOIN {InboundMessage.__tablename__} m ON m.message_id IS NULL AND m.sha256 = k.sha256
+WHERE k.message_id = '' AND {_HANDLED_WHERE}
+ORDER BY received_at
+"""
+
+
+async def handled_before(session: AsyncSession, batch: list[InboundMessage]) -> dict[tuple[str, str], Handled]:
+    """Earlier inbound rows that are already handled, by dedup key (the earliest of each)."""
+    keys = sorted({dedup_key(i) for i in batch})
+    async with driver_of(session) as driver:
+        rows = await driver.fetch(
+            HANDLED_BEFORE, [k[0] for k in keys], [k[1] for k in keys], [i.id for i in batch]
         )
-    )
-    found: dict[tuple[str, str], InboundMessage] = {}
+    found: dict[tuple[str, str], Handled] = {}
     for row in rows:
-        found.setdefault(dedup_key(row), row)
+        earlier = Handled(row["id"], row["message_id"], row["sha256"], row["ticket_id"], row["comment_id"])
+        found.setdefault(dedup_key(earlier), earlier)
     return found
+
+
+_OURS = (f"SELECT message_id FROM {MessageId.__tablename__} WHERE message_id = ANY($1::text[])"
+         f" AND direction = '{MessageDirection.outbound.value}'")
 
 
 async def our_message_ids(session: AsyncSession, message_ids: Iterable[str]) -> set[str]:
     wanted = list({m for m in message_ids if m})
     if not wanted:
         return set()
-    return set(await session.scalars(
-        select(MessageId.message_id).where(
-            MessageId.message_id.in_(wanted), MessageId.direction == MessageDirection.outbound
-        )
-    ))
+    async with driver_of(session) as driver:
+        return {row[0] for row in await driver.fetch(_OURS, wanted)}
 
 
 @dataclass(frozen=True)
