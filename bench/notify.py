@@ -151,12 +151,17 @@ async def stages(url: str, tag: str) -> None:
             select percentile_cont(array[0.5, 0.95]) within group (order by extract(epoch from processed_at - received_at)) as ingest,
                    percentile_cont(array[0.5, 0.95]) within group (order by extract(epoch from published_at - processed_at)) as relay,
                    percentile_cont(array[0.5, 0.95]) within group (order by extract(epoch from planned - published_at)) as consume,
-                   percentile_cont(array[0.5, 0.95]) within group (order by extract(epoch from sent_at - planned)) as send
+                   percentile_cont(array[0.5, 0.95]) within group (order by extract(epoch from sent_at - planned)) as send,
+                   -- a transaction's rows share its now(): messages per ingest batch, acknowledgements per plan
+                   count(*)::float / greatest(count(distinct processed_at), 1) as per_ingest,
+                   count(*)::float / greatest(count(distinct planned), 1) as per_plan
             from m""", f"steady-%-{tag}@%")
     finally:
         await conn.close()
     parts = ", ".join(f"{name} {row[name][0] * 1000:.0f}/{row[name][1] * 1000:.0f}" for name in ("ingest", "relay", "consume", "send"))
     print(f"    stages p50/p95 ms: {parts}  (stored ▸ ticket ▸ published ▸ planned by the mailer ▸ sent)")
+    print(f"    on average {row['per_ingest']:.1f} messages a ticket-creating transaction, "
+          f"{row['per_plan']:.1f} acknowledgements a mailer's plan")
 
 
 def cpu_seconds(proc: subprocess.Popen[bytes]) -> float:
