@@ -1,6 +1,7 @@
 """The mailer alone (no SMTP front, no ingest, no Kafka): acknowledgements planned, composed and
 sent to a relay in another process, timed in the source tree of the working directory: Python
-CPU and statements per notification.
+CPU and statements per notification (through SQLAlchemy or on the driver itself; BEGIN
+and COMMIT not counted).
 
     .venv/bin/python bench/mailer_path.py [-n 2000] [--batch 20]
 
@@ -24,8 +25,11 @@ import sys
 import tempfile
 import time
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
+import asyncpg
 from sqlalchemy import event, select
 
 sys.path.insert(0, os.getcwd())
@@ -71,7 +75,26 @@ async def events(db: Database, after: int) -> list[dict[str, object]]:
         return list(rows)[after:]
 
 
+# statements sent on a connection's asyncpg driver itself (`driver_of`), which SQLAlchemy's
+# events do not see; the transactions' BEGIN and COMMIT are left out, as they are there
+counting_driver: list[Callable[..., None] | None] = [None]
+
+
+def _count_driver_statements() -> None:
+    for name in ("execute", "fetch", "fetchrow", "fetchval"):
+        original = getattr(asyncpg.Connection, name)
+
+        async def counted(self: asyncpg.Connection, query: str, *args: object, _original: Any = original,
+                          **kwargs: object) -> object:
+            if counting_driver[0] is not None and query.split(None, 1)[0].rstrip(";").upper() not in ("BEGIN", "COMMIT", "ROLLBACK"):
+                counting_driver[0](None, None, query)
+            return await _original(self, query, *args, **kwargs)
+
+        setattr(asyncpg.Connection, name, counted)
+
+
 async def main(args: argparse.Namespace) -> None:
+    _count_driver_statements()
     port = free_port()
     relay = sink(port)
     try:
@@ -106,10 +129,12 @@ async def main(args: argparse.Namespace) -> None:
 
                     for engine in (db.engine, db.read_engine):
                         event.listen(engine.sync_engine, "before_cursor_execute", count)
+                    counting_driver[0] = count
                     cpu, wall = time.process_time(), time.perf_counter()
                     for start in range(0, len(payloads), args.batch):
                         await mailer.handle_batch(payloads[start:start + args.batch])
                     cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
+                    counting_driver[0] = None
                     for engine in (db.engine, db.read_engine):
                         event.remove(engine.sync_engine, "before_cursor_execute", count)
                     sent = len(numbers)
