@@ -53,6 +53,14 @@ UPDATE {_DELIVERIES.name} d SET attempts = o.attempts, status = o.status::delive
 FROM unnest($1::uuid[], $2::int[], $3::text[], $4::timestamptz[], $5::text[]) AS o(id, attempts, status, sent_at, last_error)
 WHERE d.id = o.id
 """
+# the planning of a batch, as plain statements on the session's connection (through the ORM
+# each cost four to five times the CPU, and a plan is a handful of them per batch): the
+# events' locks (a statement of its own: the read after it must see what the mailer that
+# held them before us committed), the deliveries already planned, the tickets still there
+_LOCK_EVENTS = "SELECT pg_advisory_xact_lock(k) FROM unnest($1::bigint[]) AS k ORDER BY k"
+_PLANNED = (f"SELECT id, event_id, status::text AS status FROM {_DELIVERIES.name}"
+            " WHERE event_id = ANY($1::uuid[]) ORDER BY recipient")
+_LIVE = f"SELECT id FROM {Ticket.__tablename__} WHERE id = ANY($1::uuid[]) AND deleted_at IS NULL"
 _MESSAGE_IDS = MessageId.__table__
 # the planned deliveries (pending), and for those that are new (not planned by a concurrent or
 # earlier mailer: ON CONFLICT), their Message-IDs, so replies thread back; in one statement.
@@ -152,16 +160,11 @@ class Mailer:
         ids = [e.event_id for e in events]
         async with self.db.unit_of_work() as session:
             # concurrent mailers with the same event: the second waits, then finds the rows
-            await session.execute(
-                text("SELECT pg_advisory_xact_lock(k) FROM unnest(CAST(:keys AS bigint[])) AS k ORDER BY k"),
-                {"keys": sorted({_lock_key("event", str(i)) for i in ids})},
-            )
-            rows = (await session.execute(
-                select(OutboundDelivery.id, OutboundDelivery.event_id, OutboundDelivery.status)
-                .where(OutboundDelivery.event_id.in_(ids)).order_by(OutboundDelivery.recipient)
-            )).all()
-            seen = {r.event_id for r in rows}
-            pending = [(r.event_id, r.id) for r in rows if r.status is DeliveryStatus.pending]
+            async with driver_of(session) as driver:  # begins the session's transaction
+                await driver.execute(_LOCK_EVENTS, sorted({_lock_key("event", str(i)) for i in ids}))
+                rows = await driver.fetch(_PLANNED, ids)
+            seen = {r["event_id"] for r in rows}
+            pending = [(r["event_id"], r["id"]) for r in rows if r["status"] == DeliveryStatus.pending.value]
             new = [e for e, i in zip(events, ids) if i not in seen]
             if new:
                 pending += await self._create_deliveries(session, new)
@@ -177,9 +180,8 @@ class Mailer:
         self, session: AsyncSession, events: list[Event]
     ) -> list[tuple[uuid.UUID, uuid.UUID]]:
         ticket_ids = {e.ticket.id for e in events}
-        live = set(await session.scalars(
-            select(Ticket.id).where(Ticket.id.in_(ticket_ids), Ticket.deleted_at.is_(None))
-        ))
+        async with driver_of(session) as driver:
+            live = {row[0] for row in await driver.fetch(_LIVE, list(ticket_ids))}
         rows: list[dict[str, Any]] = []
         comments: dict[uuid.UUID, uuid.UUID | None] = {}
         counted: dict[str, int] = {}  # automatic mail planned in this batch, per address

@@ -32,6 +32,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.agents.models import Agent
 from core.customers.models import Customer
+from core.db import driver_of
 from core.enums import AuthorType, TicketStatus, Visibility
 from core.events import (
     CommentFacts,
@@ -290,6 +291,14 @@ async def _sent_last_hour(session: AsyncSession, address: str) -> int:
     return count or 0
 
 
+# plain SQL on the session's connection: through the ORM this one statement cost a fifth of
+# a batch's planning
+_SENT_LAST_HOUR = (
+    f"SELECT recipient, count(*) FROM {OutboundDelivery.__tablename__} WHERE recipient = ANY($1::text[])"
+    " AND template = ANY($2::text[]) AND created_at >= $3 GROUP BY recipient"
+)
+
+
 async def sent_last_hour(session: AsyncSession, recipients: list[Recipient]) -> dict[str, int]:
     """`_sent_last_hour` for every address of these recipients that gets automatic mail, in
     one query (the mailer screens a batch of events at once: one query each cost a fifth of
@@ -298,11 +307,6 @@ async def sent_last_hour(session: AsyncSession, recipients: list[Recipient]) -> 
     if not addresses:
         return {}
     since = datetime.now(UTC) - timedelta(hours=1)
-    rows = await session.execute(
-        select(OutboundDelivery.recipient, func.count()).where(
-            OutboundDelivery.recipient.in_(addresses),
-            OutboundDelivery.template.in_(sorted(AUTOMATIC)),
-            OutboundDelivery.created_at >= since,
-        ).group_by(OutboundDelivery.recipient)
-    )
-    return {address: count for address, count in rows.all()}
+    async with driver_of(session) as driver:
+        rows = await driver.fetch(_SENT_LAST_HOUR, addresses, sorted(AUTOMATIC), since)
+    return {row[0]: row[1] for row in rows}
