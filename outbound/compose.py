@@ -14,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from core.agents.models import Agent
 from core.config import Settings
 from core.customers.models import Customer
+from core.db import driver_of
 from core.enums import AuthorType, DeliveryStatus, Visibility
 from core.events import Event, OutboundDelivery, OutboxEvent, SlaWarning, TriggerNotification, parse_event
 from core.groups.models import Group
@@ -122,10 +123,10 @@ async def lock_deliveries(session: AsyncSession, delivery_ids: list[uuid.UUID]) 
     """The delivery rows, locked (those another worker holds are left out), with what each
     message needs: the recipient's name as agent or customer, and the ticket's Message-IDs
     from before it was planned (oldest first) — one round trip for all of them. Plain SQL on
-    the session's connection (the ORM's execution of it cost more than the query), which
+    the session's connection's driver (SQLAlchemy's execution of it cost more than the query), which
     also begins the session's transaction: the locks last until it ends."""
-    connection = await session.connection()
-    rows = (await connection.exec_driver_sql(_LOCK, (delivery_ids,))).all()
+    async with driver_of(session) as driver:
+        rows = await driver.fetch(_LOCK, delivery_ids)
     return [Locked(*row[:6], DeliveryStatus(row[6]), *row[7:]) for row in rows]
 
 
