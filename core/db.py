@@ -129,13 +129,28 @@ async def driver_of(session: AsyncSession) -> AsyncIterator[asyncpg.Connection]:
     ORM's work per request costs more than the query. The session's own connection, so a
     request never holds two (under load, a second checkout per request can starve the pool)."""
     connection = await session.connection()
-    driver: asyncpg.Connection = (await connection.get_raw_connection()).driver_connection
+    raw = await connection.get_raw_connection()
+    driver: asyncpg.Connection = raw.driver_connection
+    if not driver.is_in_transaction():
+        await _begin(raw.dbapi_connection, connection)
     try:
         yield driver
     except Exception as exc:
         if driver.is_closed():
             await _lost(connection, exc)
         raise
+
+
+async def _begin(adapted: Any, connection: AsyncConnection) -> None:
+    """SQLAlchemy's asyncpg adapter sends BEGIN with the first statement it runs itself: a
+    statement sent on the driver before any of SQLAlchemy's would run outside the session's
+    transaction (its row and advisory locks released as it ends). Begun here the adapter's way,
+    so that its commit or rollback ends it; a no-op on an autocommit engine."""
+    start = getattr(adapted, "_start_transaction", None)
+    if start is not None and getattr(adapted, "_transaction", None) is None:
+        await start()
+    elif start is None:  # another SQLAlchemy: any statement of its own begins it
+        await connection.exec_driver_sql("SELECT 1")
 
 
 async def _lost(connection: AsyncConnection, exc: BaseException) -> None:
