@@ -24,6 +24,7 @@ from core.clock import utcnow
 from core.config import Settings
 from core.customers.models import Customer
 from core.customers.service import customer_service
+from core.db import driver_of
 from core.enums import (
     AgentRole,
     AuthorType,
@@ -52,11 +53,11 @@ from core.mail.parse import ParsedMail, Unprocessable
 from core.mail.reply import extract_reply, extract_reply_html
 from core.satisfaction.service import rate_by_mail
 from core.secrets import REPLY_TOKEN_SECRET, server_secret
-from core.sla.targets import policies
+from core.sla.targets import ACTIVE_POLICIES_VERSION, policies_at
 from core.tickets.changes import ticket_changes
 from core.tickets.models import Ticket, TicketComment
 from core.tickets.service import participant_service, ticket_service
-from core.triggers.runner import active_triggers
+from core.triggers.runner import ACTIVE_VERSION, active_triggers_at
 
 log = logging.getLogger(__name__)
 
@@ -185,11 +186,14 @@ class Pipeline:
             customers_for={r[2].from_address for r in ready if r[4].kind is not MailKind.bounce},
         )
         if ready:
-            # the rules every change is settled by, read (once per session) while little is
-            # pending: read where the first change needs them, each read flushed what the batch
-            # had written so far, and its audit entries and events went in three INSERTs each
-            await active_triggers(session)
-            await policies(session)
+            # the rules every change is settled by, known before anything is pending: read where
+            # the first change needed them, each read flushed what the batch had written so far
+            # (its audit entries and events went in three INSERTs each). Their versions come in
+            # one plain statement; the rules themselves are read only when they changed.
+            async with driver_of(session) as driver:
+                versions = await driver.fetchrow(f"SELECT {ACTIVE_VERSION}, {ACTIVE_POLICIES_VERSION}")
+            await active_triggers_at(session, versions[0])
+            await policies_at(session, versions[1])
         created: list[Created] = []
         with session.no_autoflush:
             for (index, inbound, mail, route, kind), verdict in zip(ready, verdicts, strict=True):

@@ -18,13 +18,14 @@ import logging
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
 from pydantic import ValidationError
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.clock import utcnow
+from core.db import process_cache
 from core.enums import AuthorType, TicketStatus, Visibility
 from core.sla.hours import BusinessHours, add_minutes, minutes_between
 from core.sla.models import SlaPolicy, TicketSlaTarget
@@ -62,23 +63,52 @@ class Policy:
         return (self.metrics.get(metric) or {}).get(ticket.priority.value)
 
 
+# what the active policies are: changes with any edit, (de)activation, reordering or deletion
+# (each bumps `updated_at` or leaves the set), as core.triggers.runner.ACTIVE_VERSION
+ACTIVE_POLICIES_VERSION = (
+    "(SELECT md5(coalesce(string_agg(id::text || '@' || updated_at::text, ',' ORDER BY position, created_at), ''))"
+    f" FROM {SlaPolicy.__tablename__} WHERE active)"
+)
+
+
 async def policies(session: AsyncSession) -> list[Policy]:
+    """The active policies, read once per session."""
     cached = session.info.get(_CACHE)
     if cached is None:
-        cached = []
-        rows = await session.scalars(
-            select(SlaPolicy).where(SlaPolicy.active.is_(True)).order_by(SlaPolicy.position, SlaPolicy.created_at)
-        )
-        for row in rows:
-            try:
-                cached.append(Policy(
-                    row.id, SlaFilter.model_validate(row.filter or {}), dict(row.metrics or {}),
-                    BusinessHours.model_validate(row.business_hours) if row.business_hours else None,
-                ))
-            except ValidationError as exc:
-                log.error("SLA policy %s (%s) cannot be read and is skipped: %s", row.id, row.title, exc)
-        session.info[_CACHE] = cached
-    return cached
+        cached = session.info[_CACHE] = await _read_policies(session)
+    return cast(list[Policy], cached)
+
+
+async def policies_at(session: AsyncSession, version: str) -> list[Policy]:
+    """The active policies, known by their version (`ACTIVE_POLICIES_VERSION`, read by the
+    caller): read from the database only when this process has not seen that version. (Read
+    after a newer edit committed, they are remembered under the older version: the edit raced
+    the change, and the next batch reads the newer version.)"""
+    known = process_cache(session, "sla_policies", dict)
+    cached = known.get(version)
+    if cached is None:
+        cached = await _read_policies(session)
+        if len(known) >= 16:  # old versions are never asked for again
+            known.clear()
+        known[version] = cached
+    session.info[_CACHE] = cached
+    return cast(list[Policy], cached)
+
+
+async def _read_policies(session: AsyncSession) -> list[Policy]:
+    found = []
+    rows = await session.scalars(
+        select(SlaPolicy).where(SlaPolicy.active.is_(True)).order_by(SlaPolicy.position, SlaPolicy.created_at)
+    )
+    for row in rows:
+        try:
+            found.append(Policy(
+                row.id, SlaFilter.model_validate(row.filter or {}), dict(row.metrics or {}),
+                BusinessHours.model_validate(row.business_hours) if row.business_hours else None,
+            ))
+        except ValidationError as exc:
+            log.error("SLA policy %s (%s) cannot be read and is skipped: %s", row.id, row.title, exc)
+    return found
 
 
 def due(target: TicketSlaTarget, hours: BusinessHours | None) -> datetime:

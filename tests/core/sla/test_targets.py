@@ -175,3 +175,28 @@ async def test_targets_move_on_after_their_policy_is_deactivated(gateway: Runnin
             assert sla["resolution_time"]["fulfilled_at"] is not None and sla["sla_breach_at"] is None
         finally:
             await client.delete(f"/api/v1/sla_policies/{policy['id']}")
+
+
+async def test_a_policy_edited_between_two_mails_sets_the_second_ones_target(gateway: Running) -> None:
+    """Ingest knows the policies by their version: an edit (not only a new or deactivated
+    policy) reaches the next batch of the same process."""
+    sender = f"edna-{uuid.uuid4().hex[:6]}@customer.test"
+    warm, _ = email(sender, "warm-up", "makes sure the Billing group exists")
+    group_id = (await _client_get(gateway, f"/api/v1/tickets/{(await deliver(gateway, warm, rcpt=BILLING)).ticket_id}"))["group_id"]
+    async with gateway.http() as client:
+        policy = await (await client.post("/api/v1/sla_policies", json={
+            "title": f"Billing {uuid.uuid4().hex[:6]}", "filter": {"group_id": [group_id]},
+            "metrics": {"first_reply_time": {"normal": 60}},
+        })).json()
+        try:
+            minutes = []
+            for first_reply in (60, 15):
+                edited = await client.put(f"/api/v1/sla_policies/{policy['id']}",
+                                          json={"metrics": {"first_reply_time": {"normal": first_reply}}})
+                assert edited.status == 200, await edited.text()
+                raw, _ = email(sender, f"Question {first_reply}", "When does my order ship?")
+                target = (await targets(client, (await deliver(gateway, raw, rcpt=BILLING)).ticket_id))["first_reply_time"]
+                minutes.append(round((at(target["target_at"]) - at(target["started_at"])).total_seconds() / 60))
+            assert minutes == [60, 15]
+        finally:
+            await client.delete(f"/api/v1/sla_policies/{policy['id']}")
