@@ -32,6 +32,9 @@ def _lock_id(key: tuple[str, str]) -> int:
     return int.from_bytes(digest[:8], "big", signed=True)
 
 
+_LOCK_KEYS = "SELECT pg_advisory_xact_lock(k) FROM (SELECT unnest($1::bigint[]) AS k ORDER BY 1) s"
+
+
 async def lock_keys(session: AsyncSession, keys: Iterable[tuple[str, str]]) -> None:
     """Serialises runners over the same message; sorted, so two batches cannot deadlock.
 
@@ -39,10 +42,8 @@ async def lock_keys(session: AsyncSession, keys: Iterable[tuple[str, str]]) -> N
     held the lock before us committed (READ COMMITTED takes a snapshot per statement)."""
     ids = sorted({_lock_id(k) for k in keys})
     if ids:
-        await session.execute(
-            text("SELECT pg_advisory_xact_lock(k) FROM (SELECT unnest(CAST(:ids AS bigint[])) AS k ORDER BY 1) s"),
-            {"ids": ids},
-        )
+        async with driver_of(session) as driver:
+            await driver.execute(_LOCK_KEYS, ids)
 
 
 @dataclass(frozen=True)
@@ -114,16 +115,18 @@ class People:
     customers: dict[str, Customer] = field(default_factory=dict)
 
 
+_AGENTS = f"SELECT email, id, active, role::text FROM {Agent.__tablename__} WHERE email = ANY($1::text[])"
+
+
 async def people(session: AsyncSession, senders: dict[str, str], *, customers_for: set[str]) -> People:
     """Agents among `senders` (address -> display name), and customers for the
     addresses in `customers_for`, created (with their organization by domain) if new."""
     found = People()
     if not senders:
         return found
-    rows = await session.execute(
-        select(Agent.email, Agent.id, Agent.active, Agent.role).where(Agent.email.in_(list(senders)))
-    )
-    found.agents = {email: AgentRef(agent_id, active, role) for email, agent_id, active, role in rows}
+    async with driver_of(session) as driver:
+        rows = await driver.fetch(_AGENTS, list(senders))
+    found.agents = {email: AgentRef(agent_id, active, AgentRole(role)) for email, agent_id, active, role in rows}
     wanted = sorted(customers_for - set(found.agents))
     if not wanted:
         return found
