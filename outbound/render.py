@@ -21,7 +21,7 @@ from email.utils import format_datetime, formataddr
 from pathlib import Path
 from typing import Any
 
-from jinja2 import FileSystemLoader, StrictUndefined, select_autoescape
+from jinja2 import FileSystemLoader, StrictUndefined, Template, select_autoescape
 from jinja2.sandbox import SandboxedEnvironment
 
 from core.triggers.templates import user_environment
@@ -31,6 +31,7 @@ _CONTROL = re.compile(r"[\x00-\x1f\x7f\u2028\u2029]+")
 _MSGID = re.compile(r"^[\x21-\x7e]+@[\x21-\x7e]+$")
 _ADDR = re.compile(r"^[^\s<>()\[\]\\,;:\"@]+@[^\s<>()\[\]\\,;:\"@]+$")  # a plain mailbox
 MAX_REFERENCES = 10
+USER_TEMPLATES_KEPT = 256
 
 
 class Renderer:
@@ -39,12 +40,23 @@ class Renderer:
             loader=FileSystemLoader(str(directory)),
             autoescape=select_autoescape(enabled_extensions=("html.j2",), default_for_string=False),
             undefined=StrictUndefined, trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True,
+            # the templates ship with the code: not a stat of both files for every message
+            auto_reload=False,
         )
 
         self.user_env = user_environment()  # admins' templates (trigger notifications)
+        # an admin's subject or body, compiled once rather than for every recipient of every
+        # event (compiling is most of rendering); a bounded number of them, most recent kept
+        self._user_templates: dict[str, Template] = {}
 
     def render_string(self, source: str, context: dict[str, Any]) -> str:
-        return self.user_env.from_string(source).render(context)
+        template = self._user_templates.pop(source, None)
+        if template is None:
+            template = self.user_env.from_string(source)
+            if len(self._user_templates) >= USER_TEMPLATES_KEPT:
+                del self._user_templates[next(iter(self._user_templates))]
+        self._user_templates[source] = template
+        return template.render(context)
 
     def render(self, template: str, context: dict[str, Any]) -> tuple[str, str]:
         text = self.env.get_template(f"{template}.txt.j2").render(context)

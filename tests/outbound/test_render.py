@@ -151,3 +151,27 @@ def test_notifications_flatten_to_the_generators_bytes() -> None:
         expected = twin.as_bytes(policy=_COMPAT_SMTP)
         random.seed(seed)
         assert flatten(message) == expected, n
+
+
+def test_an_admins_template_is_compiled_once_and_renders_each_context_of_its_own() -> None:
+    renderer = Renderer()
+    source = "Ticket {{ ticket.number }} for {{ requester.name }}"
+    first = renderer.render_string(source, {"ticket": {"number": 1}, "requester": {"name": "Ann"}})
+    second = renderer.render_string(source, {"ticket": {"number": 2}, "requester": {"name": "Bo"}})
+    assert (first, second) == ("Ticket 1 for Ann", "Ticket 2 for Bo")
+    assert list(renderer._user_templates) == [source]
+    escape = "{{ x.__class__.__mro__[1].__subclasses__() }}"
+    for _ in range(2):  # the sandbox holds for a template taken from the cache too
+        with pytest.raises(SecurityError):
+            renderer.render_string(escape, {"x": ""})
+
+
+def test_the_admin_templates_kept_are_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    import outbound.render
+
+    monkeypatch.setattr(outbound.render, "USER_TEMPLATES_KEPT", 3)
+    renderer = Renderer()
+    for n in range(5):
+        renderer.render_string(f"number {n}", {})
+    renderer.render_string("number 2", {})  # used again: kept, as the most recent
+    assert list(renderer._user_templates) == ["number 3", "number 4", "number 2"]
