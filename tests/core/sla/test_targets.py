@@ -49,6 +49,12 @@ async def test_targets_through_a_conversation(gateway: Running) -> None:
             await client.delete(f"/api/v1/sla_policies/{policy['id']}")
 
 
+async def billing_group(gateway: Running, sender: str) -> str:
+    """The Billing group's id, the group made by a first mail to its address."""
+    warm, _ = email(sender, "warm-up", "makes sure the Billing group exists")
+    return (await _client_get(gateway, f"/api/v1/tickets/{(await deliver(gateway, warm, rcpt=BILLING)).ticket_id}"))["group_id"]
+
+
 async def _client_get(gateway: Running, url: str) -> dict:
     async with gateway.http() as client:
         return await (await client.get(url)).json()
@@ -147,8 +153,7 @@ async def test_targets_move_on_after_their_policy_is_deactivated(gateway: Runnin
     reply and solving still ends the resolution target; a customer's reply with no policy in
     force starts nothing."""
     sender = f"dora-{uuid.uuid4().hex[:6]}@customer.test"
-    warm, _ = email(sender, "warm-up", "makes sure the Billing group exists")
-    group_id = (await _client_get(gateway, f"/api/v1/tickets/{(await deliver(gateway, warm, rcpt=BILLING)).ticket_id}"))["group_id"]
+    group_id = await billing_group(gateway, sender)
     async with gateway.http() as client:
         policy = await (await client.post("/api/v1/sla_policies", json={
             "title": f"Billing {uuid.uuid4().hex[:6]}", "filter": {"group_id": [group_id]},
@@ -181,8 +186,7 @@ async def test_a_policy_edited_between_two_mails_sets_the_second_ones_target(gat
     """Ingest knows the policies by their version: an edit (not only a new or deactivated
     policy) reaches the next batch of the same process."""
     sender = f"edna-{uuid.uuid4().hex[:6]}@customer.test"
-    warm, _ = email(sender, "warm-up", "makes sure the Billing group exists")
-    group_id = (await _client_get(gateway, f"/api/v1/tickets/{(await deliver(gateway, warm, rcpt=BILLING)).ticket_id}"))["group_id"]
+    group_id = await billing_group(gateway, sender)
     async with gateway.http() as client:
         policy = await (await client.post("/api/v1/sla_policies", json={
             "title": f"Billing {uuid.uuid4().hex[:6]}", "filter": {"group_id": [group_id]},
