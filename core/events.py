@@ -22,6 +22,7 @@ from sqlalchemy.orm import Mapped, mapped_column
 from core.enums import AuthorType, DeliveryStatus, TicketStatus, Visibility
 from core.models_base import Base, created_at, pg_enum, uuid_pk
 from core.tickets.schemas import TicketOut
+from core.write_buffer import collecting
 
 log = logging.getLogger(__name__)
 
@@ -263,7 +264,10 @@ def emit(session: AsyncSession, *, topic: str, ticket: TicketOut | dict[str, Any
         fields.setdefault("mailed_by_triggers", True)
     event_id, payload = event_payload(topic, ticket, **fields)
     event = OutboxEvent(id=event_id, topic=topic, key=payload["ticket"]["id"], payload=payload)
-    session.add(event)
+    if (buffer := collecting(session)) is not None:
+        buffer.events.append(event)
+    else:
+        session.add(event)
     return event
 
 

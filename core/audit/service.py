@@ -9,6 +9,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.audit.models import TicketAuditLog
 from core.enums import AuthorType
+from core.write_buffer import collecting
 
 
 def plain(value: Any) -> Any:
@@ -36,7 +37,10 @@ class AuditService:
             id=uuid.uuid4(), ticket_id=ticket_id, actor_type=actor_type, actor_id=actor_id,
             action=action, changes=changes or {}, via=via,
         )
-        session.add(entry)
+        if (buffer := collecting(session)) is not None:
+            buffer.audits.append(entry)
+        else:
+            session.add(entry)
         return entry
 
 

@@ -25,6 +25,8 @@ from core.config import Settings
 from core.customers.models import Customer
 from core.customers.service import customer_service
 from core.db import driver_of
+from core.ingest.buffered_rows import write_rows
+from core.write_buffer import start_collecting, stop_collecting
 from core.enums import (
     AgentRole,
     AuthorType,
@@ -150,7 +152,18 @@ class Pipeline:
     async def run_batch(self, session: AsyncSession, batch: list[InboundMessage]) -> list[Outcome]:
         """Outcomes for the batch, in order. The lookups are made once for the whole batch
         (threading's too: see ThreadLookups), and what the batch writes is written in one flush
-        where nothing reads it before."""
+        where nothing reads it before; its audit entries and outbox events, which nothing in
+        the transaction reads, in one statement each after it (core/write_buffer.py)."""
+        rows = start_collecting(session)
+        try:
+            outcomes = await self._run_batch(session, batch)
+        finally:
+            stop_collecting(session)
+        await session.flush()  # the audit entries point at the batch's tickets
+        await write_rows(session, rows)
+        return outcomes
+
+    async def _run_batch(self, session: AsyncSession, batch: list[InboundMessage]) -> list[Outcome]:
         await prefetch.lock_keys(session, (prefetch.dedup_key(i) for i in batch))
         handled = await prefetch.handled_before(session, batch)
         outcomes: dict[int, Outcome] = {}

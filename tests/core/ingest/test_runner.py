@@ -10,8 +10,10 @@ import asyncpg
 from sqlalchemy import func, select
 
 from core.attachments.fs import FileStore
+from core.audit.models import TicketAuditLog
 from core.db import Database, asyncpg_dsn
 from core.enums import InboundStatus
+from core.events import OutboxEvent
 from core.ingest.intake import Intake, Submission
 from core.ingest.models import InboundMessage
 from core.ingest.pipeline import Pipeline
@@ -191,3 +193,44 @@ async def test_a_stop_ends_a_linger_at_once(db: Database, tmp_path: Path) -> Non
     await ingest.start()
     await asyncio.sleep(0.1)  # lingering before its first claim
     await asyncio.wait_for(ingest.stop(), 30)
+
+
+async def _written_for(db: Database, subject: str) -> tuple[list[str], list[str]]:
+    """The audit actions (in the log's order) and outbox topics of the ticket with this subject."""
+    async with db.unit_of_work() as session:
+        ticket_id = await session.scalar(select(Ticket.id).where(Ticket.subject == subject))
+        if ticket_id is None:
+            return [], []
+        actions = list(await session.scalars(
+            select(TicketAuditLog.action).where(TicketAuditLog.ticket_id == ticket_id)
+            .order_by(TicketAuditLog.created_at, TicketAuditLog.id)))
+        topics = sorted(await session.scalars(select(OutboxEvent.topic).where(OutboxEvent.key == str(ticket_id))))
+    return actions, topics
+
+
+async def test_a_batch_redone_message_by_message_writes_each_audit_and_event_once(db: Database, tmp_path: Path) -> None:
+    """A batch's audit entries and events are written at its end (core/write_buffer.py): when the
+    batch fails and is redone one message at a time, the failed message leaves none, and the
+    others have theirs once, in the same order as a ticket made on its own."""
+    tag = uuid.uuid4().hex[:8]
+    [control] = await submit_all(db, [raw_mail(f"alone {tag}", f"alone-{tag}@x")])
+    await runner(db, tmp_path).drain()
+    expected = await _written_for(db, f"alone {tag}")
+    assert expected[0] and expected[1]
+
+    broken_root = tmp_path / "not-a-directory"
+    broken_root.write_text("attachments cannot be stored under a file")
+    ids = await submit_all(db, [
+        raw_mail(f"batch {tag} {i}", f"batch-{tag}-{i}@x", attachment=(i == 2)) for i in range(4)
+    ])
+    await runner(db, broken_root, max_attempts=5).process_batch()
+    found = {r.id: r for r in await rows(db, ids)}
+    assert [found[i].status for i in ids] == [InboundStatus.processed] * 2 + [InboundStatus.pending, InboundStatus.processed]
+    for i in (0, 1, 3):
+        assert await _written_for(db, f"batch {tag} {i}") == expected
+    assert await _written_for(db, f"batch {tag} 2") == ([], [])
+    async with db.unit_of_work() as session:
+        stray = await session.scalar(select(func.count()).select_from(OutboxEvent).where(
+            OutboxEvent.payload["ticket"]["subject"].astext == f"batch {tag} 2"))
+    assert stray == 0
+    assert control not in found
