@@ -10,6 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.audit.models import TicketAuditLog
 from core.db import driver_of
+from core.enums import AuthorType
 from core.events import OutboxEvent
 from core.write_buffer import WriteBuffer
 
@@ -35,7 +36,7 @@ async def write_rows(session: AsyncSession, rows: WriteBuffer) -> None:
             audits = rows.audits
             await driver.execute(
                 _AUDITS, [a.id for a in audits], [a.ticket_id for a in audits],
-                [a.actor_type.value for a in audits], [a.actor_id for a in audits], [a.action for a in audits],
+                [AuthorType(a.actor_type).value for a in audits], [a.actor_id for a in audits], [a.action for a in audits],
                 [json.dumps(a.changes or {}) for a in audits], [a.via for a in audits],
             )
         if rows.events:

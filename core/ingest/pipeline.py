@@ -25,8 +25,6 @@ from core.config import Settings
 from core.customers.models import Customer
 from core.customers.service import customer_service
 from core.db import driver_of
-from core.ingest.buffered_rows import write_rows
-from core.write_buffer import start_collecting, stop_collecting
 from core.enums import (
     AgentRole,
     AuthorType,
@@ -40,6 +38,7 @@ from core.events import CommentFacts
 from core.groups.service import group_service
 from core.ingest import prefetch
 from core.ingest.bounces import BounceCheck, check_bounce
+from core.ingest.buffered_rows import write_rows
 from core.ingest.imported import QUIET_KIND, is_quiet, original_date
 from core.ingest.models import InboundMessage
 from core.ingest.parsing import MailParser
@@ -60,6 +59,7 @@ from core.tickets.changes import ticket_changes
 from core.tickets.models import Ticket, TicketComment
 from core.tickets.service import participant_service, ticket_service
 from core.triggers.runner import ACTIVE_VERSION, active_triggers_at
+from core.write_buffer import start_collecting, stop_collecting
 
 log = logging.getLogger(__name__)
 
