@@ -46,3 +46,15 @@ def updated_at() -> Mapped[datetime]:
 def pg_enum(enum_cls: type[enum.Enum], name: str) -> Enum:
     """A PostgreSQL enum stored by value (`open`, not `OPEN`)."""
     return Enum(enum_cls, name=name, values_callable=lambda e: [m.value for m in e])
+
+
+def active_rows_version(table: str) -> str:
+    """A subquery naming which rows of an ordered rule table (triggers, SLA policies: `active`,
+    `position`, `updated_at`) are in force: it changes with any edit, (de)activation,
+    reordering or deletion (each bumps `updated_at` or leaves the set). 32 characters, where the
+    rules themselves are kilobytes of JSON: cheap to read with every change, so a process
+    re-reads the rules only when it differs."""
+    return (
+        "(SELECT md5(coalesce(string_agg(id::text || '@' || updated_at::text, ',' ORDER BY position, created_at), ''))"
+        f" FROM {table} WHERE active)"
+    )

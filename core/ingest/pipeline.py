@@ -199,10 +199,9 @@ class Pipeline:
             customers_for={r[2].from_address for r in ready if r[4].kind is not MailKind.bounce},
         )
         if ready:
-            # the rules every change is settled by, known before anything is pending: read where
-            # the first change needed them, each read flushed what the batch had written so far
-            # (its audit entries and events went in three INSERTs each). Their versions come in
-            # one plain statement; the rules themselves are read only when they changed.
+            # the rules every change is settled by, known before anything is pending (a read
+            # where the first change needed them flushed what the batch had written so far):
+            # their versions in one plain statement, the rules themselves only when they changed
             async with driver_of(session) as driver:
                 versions = await driver.fetchrow(f"SELECT {ACTIVE_VERSION}, {ACTIVE_POLICIES_VERSION}")
             await active_triggers_at(session, versions[0])

@@ -27,6 +27,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from core.clock import utcnow
 from core.db import process_cache
 from core.enums import AuthorType, TicketStatus, Visibility
+from core.models_base import active_rows_version
 from core.sla.hours import BusinessHours, add_minutes, minutes_between
 from core.sla.models import SlaPolicy, TicketSlaTarget
 from core.sla.schemas import SlaFilter
@@ -63,12 +64,7 @@ class Policy:
         return (self.metrics.get(metric) or {}).get(ticket.priority.value)
 
 
-# what the active policies are: changes with any edit, (de)activation, reordering or deletion
-# (each bumps `updated_at` or leaves the set), as core.triggers.runner.ACTIVE_VERSION
-ACTIVE_POLICIES_VERSION = (
-    "(SELECT md5(coalesce(string_agg(id::text || '@' || updated_at::text, ',' ORDER BY position, created_at), ''))"
-    f" FROM {SlaPolicy.__tablename__} WHERE active)"
-)
+ACTIVE_POLICIES_VERSION = active_rows_version(SlaPolicy.__tablename__)  # read by ingest once per batch
 
 
 async def policies(session: AsyncSession) -> list[Policy]:

@@ -28,6 +28,7 @@ from core.db import process_cache
 from core.enums import AgentRole, AuthorType
 from core.errors import DomainError
 from core.groups.models import group_members
+from core.models_base import active_rows_version
 from core.tickets.change import Change
 from core.tickets.schemas import TicketOut, TicketUpdate
 from core.triggers.conditions import Facts, matches, via_kind
@@ -138,13 +139,8 @@ def parsed_triggers(session: AsyncSession) -> ParsedTriggers:
     return process_cache(session, "triggers", ParsedTriggers)
 
 
-# what the active triggers are: changes with any edit, (de)activation, reordering or deletion
-# (each bumps `updated_at` or leaves the set). 32 characters where the triggers themselves are
-# kilobytes of JSON: the API comment reads it with its ticket on every request.
-ACTIVE_VERSION = (
-    "(SELECT md5(coalesce(string_agg(id::text || '@' || updated_at::text, ',' ORDER BY position, created_at), ''))"
-    f" FROM {Trigger.__tablename__} WHERE active)"
-)
+# the API comment reads it with its ticket on every request, ingest once per batch
+ACTIVE_VERSION = active_rows_version(Trigger.__tablename__)
 _ACTIVE = (
     select(Trigger.id, Trigger.title, Trigger.conditions, Trigger.actions, Trigger.updated_at)
     .where(Trigger.active.is_(True)).order_by(Trigger.position, Trigger.created_at)
