@@ -52,9 +52,18 @@ ON CONFLICT (inbound_id) DO UPDATE SET starts = {InboundStart.__tablename__}.sta
 RETURNING inbound_id, starts
 """
 
-# while `defer_while` holds, ticket creation still gets at least this share of the time, so a
-# flood of mail delays tickets but cannot stop them
-MIN_SHARE = 0.2
+# while `defer_while` holds, ticket creation still gets a share of the time, the larger the
+# longer the mail it takes had waited: a burst is accepted at nearly the speed of a front
+# alone and becomes tickets right after, and a flood that lasts cannot stop ticket creation
+# (a fixed fifth held two processes' acceptance at 46-59% of a bare server, bench/ingest.py)
+MIN_SHARE = 0.05
+MAX_SHARE = 0.5
+MAX_SHARE_AFTER = 30.0  # seconds the oldest message of the last batch had waited
+
+
+def share_after(waited: float) -> float:
+    """Ticket creation's least share of the time once mail has waited `waited` seconds."""
+    return min(MAX_SHARE, MIN_SHARE + (MAX_SHARE - MIN_SHARE) * max(0.0, waited) / MAX_SHARE_AFTER)
 
 
 class IngestRunner:
@@ -89,6 +98,7 @@ class IngestRunner:
         self._stopped = asyncio.Event()  # ends a linger; `_wake` cannot, mail sets it too
         self._behind = False  # the last batch claimed was full: more is waiting
         self._capacity = 0.0  # messages per second while working, smoothed over full batches
+        self._waited = 0.0  # seconds the oldest message of the last batch claimed had waited
         self._tasks: list[asyncio.Task[None]] = []
 
     def wake(self) -> None:
@@ -109,7 +119,7 @@ class IngestRunner:
         loop = asyncio.get_running_loop()
         last_batch = 0.0  # seconds
         while not self._stopping:
-            await step_aside(self.defer_while, worked=last_batch, share=MIN_SHARE, stopping=lambda: self._stopping)
+            await step_aside(self.defer_while, worked=last_batch, share=self.share, stopping=lambda: self._stopping)
             if self.linger and not self._behind:  # a backlog fills its batches without waiting
                 await pause(self._stopped, self.linger, stopping=lambda: self._stopping)
             started = loop.time()
@@ -136,6 +146,12 @@ class IngestRunner:
         return self._capacity
 
     @property
+    def share(self) -> float:
+        """The least share of the time ticket creation takes while `defer_while` holds: the
+        longer the mail of the last batch had waited, the larger."""
+        return share_after(self._waited)
+
+    @property
     def behind(self) -> bool:
         """Pending mail is waiting to become tickets (the last batch claimed was full)."""
         return self._behind
@@ -159,6 +175,8 @@ class IngestRunner:
             async with self.db.unit_of_work() as session:
                 rows = await self._claim(session, limit or self.batch)
                 claimed = [r.id for r in rows]
+                if rows:  # oldest first
+                    self._waited = (datetime.now(timezone.utc) - rows[0].received_at).total_seconds()
                 rows, killers = await self._count_starts(rows)
                 done = await self._apply(session, killers, [self._killed(r) for r in killers]) if killers else []
                 if rows:  # no savepoint, even for one message: a failure is redone below

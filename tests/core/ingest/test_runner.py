@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from datetime import timedelta
 from pathlib import Path
 
 import asyncpg
@@ -17,7 +18,7 @@ from core.events import OutboxEvent
 from core.ingest.intake import Intake, Submission
 from core.ingest.models import InboundMessage
 from core.ingest.pipeline import Pipeline
-from core.ingest.runner import IngestRunner
+from core.ingest.runner import MAX_SHARE, MAX_SHARE_AFTER, MIN_SHARE, IngestRunner
 from core.metrics import Metrics
 from core.tickets.models import Ticket
 
@@ -135,6 +136,26 @@ async def test_a_flood_of_mail_delays_tickets_but_cannot_stop_them(db: Database,
     finally:
         await flood_runner.stop()
     assert asked > 0  # it did consider stepping aside
+
+
+async def test_the_longer_mail_has_waited_the_larger_the_share_tickets_take_of_a_flood(
+    db: Database, tmp_path: Path,
+) -> None:
+    """A burst is accepted first and becomes tickets right after; but mail that has waited
+    long takes more of the time from the senders, so a flood that lasts cannot hold tickets
+    back for ever."""
+    tag = uuid.uuid4().hex[:8]
+    ingest = runner(db, tmp_path)
+    assert ingest.share == MIN_SHARE  # nothing claimed yet
+    [old] = await submit_all(db, [raw_mail(f"waited {tag}", f"waited-{tag}@x")])
+    async with db.unit_of_work() as session:
+        stored = await session.get(InboundMessage, old)
+        stored.received_at -= timedelta(seconds=MAX_SHARE_AFTER)
+    assert await ingest.process_one()
+    assert ingest.share == MAX_SHARE
+    await submit_all(db, [raw_mail(f"fresh {tag}", f"fresh-{tag}@x")])
+    assert await ingest.process_one()
+    assert MIN_SHARE <= ingest.share < (MIN_SHARE + MAX_SHARE) / 2
 
 
 async def test_a_stop_that_comes_during_a_batch_ends_the_runner_at_once(
