@@ -14,7 +14,7 @@ from core.config import Settings
 from core.db import Database
 from core.events import SEARCH_TOPICS
 from core.ingest.host_arrivals import FILE_NAME as ARRIVALS_FILE
-from core.ingest.host_arrivals import HostArrivals
+from core.ingest.host_arrivals import HostArrivals, open_slot
 from core.ingest.intake import Intake
 from core.ingest.notify import InboundListener
 from core.ingest.pipeline import Pipeline
@@ -64,7 +64,7 @@ class Gateway:
         await self.store.start()
         if "smtp" in settings.roles or "api" in settings.roles:
             if self.host_slot is not None:
-                self._host = HostArrivals(settings.data_dir / ARRIVALS_FILE, self.host_slot)
+                self._host = open_slot(settings.data_dir / ARRIVALS_FILE, self.host_slot)
             self._intake = Intake(self.db, host=self._host)
             await self._intake.start()
         if "worker" in settings.roles:

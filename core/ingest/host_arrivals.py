@@ -14,10 +14,13 @@ counts as nothing: its process took no mail then (or died)."""
 
 from __future__ import annotations
 
+import logging
 import mmap
 import os
 import struct
 from pathlib import Path
+
+log = logging.getLogger(__name__)
 
 FILE_NAME = "serve-arrivals"  # in the data directory
 _SLOT = struct.Struct("<dd")  # written at (monotonic seconds: one clock for the whole host), messages per second
@@ -55,3 +58,14 @@ class HostArrivals:
 
     def close(self) -> None:
         self._map.close()
+
+
+def open_slot(path: Path, slot: int) -> HostArrivals | None:
+    """This process's slot, or None (each process then judges by its own mail, as a single
+    one does) when the file cannot be used: a pacing aid must not keep a front from serving."""
+    try:
+        return HostArrivals(path, slot)
+    except (OSError, ValueError) as exc:
+        log.warning("the host's arrivals file %s (slot %d) cannot be used: %s; "
+                    "this process paces ticket creation by its own mail only", path, slot, exc)
+        return None

@@ -4,6 +4,7 @@ process with no mail of its own sees of the mail its sibling takes."""
 from __future__ import annotations
 
 import asyncio
+import logging
 import subprocess
 import sys
 import time
@@ -12,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from core.db import Database
-from core.ingest.host_arrivals import HostArrivals
+from core.ingest.host_arrivals import HostArrivals, open_slot
 from core.ingest.intake import RATE_WINDOW, Intake, Submission
 
 
@@ -45,6 +46,16 @@ def test_a_slot_outside_the_file_is_refused(tmp_path: Path) -> None:
     HostArrivals.create(tmp_path / "arrivals", 2)
     with pytest.raises(ValueError):
         HostArrivals(tmp_path / "arrivals", 2)
+
+
+def test_a_process_whose_file_is_missing_paces_by_its_own_mail(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.WARNING):
+        assert open_slot(tmp_path / "no-such-file", 0) is None
+    assert "cannot be used" in caplog.text
+    HostArrivals.create(tmp_path / "arrivals", 1)
+    found = open_slot(tmp_path / "arrivals", 0)
+    assert found is not None and found.count == 1
+    found.close()
 
 
 async def test_an_intake_without_mail_sees_the_burst_its_sibling_takes(db: Database, tmp_path: Path) -> None:
