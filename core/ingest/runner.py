@@ -175,7 +175,8 @@ class IngestRunner:
             async with self.db.unit_of_work() as session:
                 rows = await self._claim(session, limit or self.batch)
                 claimed = [r.id for r in rows]
-                if rows:  # oldest first
+                if rows:  # oldest first; stamped by PostgreSQL's clock, read by ours: NTP keeps
+                    # the two far closer than the 30 s over which the share grows
                     self._waited = (datetime.now(timezone.utc) - rows[0].received_at).total_seconds()
                 rows, killers = await self._count_starts(rows)
                 done = await self._apply(session, killers, [self._killed(r) for r in killers]) if killers else []
