@@ -5,9 +5,12 @@ from __future__ import annotations
 import enum
 import uuid
 from datetime import datetime
+from typing import Generic, TypeVar
 
 from sqlalchemy import DateTime, Enum, MetaData, func
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+T = TypeVar("T")
 
 NAMING = {
     "ix": "ix_%(column_0_label)s",
@@ -58,3 +61,21 @@ def active_rows_version(table: str) -> str:
         "(SELECT md5(coalesce(string_agg(id::text || '@' || updated_at::text, ',' ORDER BY position, created_at), ''))"
         f" FROM {table} WHERE active)"
     )
+
+
+class ByVersion(Generic[T]):
+    """What a process read of a rule table, by its `active_rows_version`. Old versions are
+    never asked for again, so past a few it starts over."""
+
+    KEEP = 16
+
+    def __init__(self) -> None:
+        self._known: dict[str, T] = {}
+
+    def get(self, version: str) -> T | None:
+        return self._known.get(version)
+
+    def remember(self, version: str, value: T) -> None:
+        if len(self._known) >= self.KEEP:
+            self._known.clear()
+        self._known[version] = value

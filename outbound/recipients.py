@@ -27,7 +27,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.agents.models import Agent
@@ -280,15 +280,7 @@ async def screen(
 
 
 async def _sent_last_hour(session: AsyncSession, address: str) -> int:
-    since = datetime.now(UTC) - timedelta(hours=1)
-    count = await session.scalar(
-        select(func.count()).select_from(OutboundDelivery).where(
-            OutboundDelivery.recipient == address,
-            OutboundDelivery.template.in_(sorted(AUTOMATIC)),
-            OutboundDelivery.created_at >= since,
-        )
-    )
-    return count or 0
+    return (await _sent_counts(session, [address])).get(address, 0)
 
 
 # plain SQL on the session's connection: through the ORM this one statement cost a fifth of
@@ -304,8 +296,10 @@ async def sent_last_hour(session: AsyncSession, recipients: list[Recipient]) -> 
     one query (the mailer screens a batch of events at once: one query each cost a fifth of
     its planning)."""
     addresses = sorted({r.address.strip().lower() for r in recipients if r.template in AUTOMATIC})
-    if not addresses:
-        return {}
+    return await _sent_counts(session, addresses) if addresses else {}
+
+
+async def _sent_counts(session: AsyncSession, addresses: list[str]) -> dict[str, int]:
     since = datetime.now(UTC) - timedelta(hours=1)
     async with driver_of(session) as driver:
         rows = await driver.fetch(_SENT_LAST_HOUR, addresses, sorted(AUTOMATIC), since)

@@ -152,7 +152,7 @@ class Intake:
         self._forget_before(now - RATE_WINDOW)
         if self.host is not None:
             # the host's clock, not this loop's: another process's loop may count differently
-            self.host.publish(time.monotonic(), sum(n for _, n in self._recent) / RATE_WINDOW)
+            self.host.publish(time.monotonic(), self._rate())
         rows = [submission.row() for submission, _ in batch]
         try:
             try:
@@ -178,6 +178,9 @@ class Intake:
     def arrival_rate(self) -> float:
         """Messages submitted per second over the last `RATE_WINDOW` seconds."""
         self._forget_before(asyncio.get_running_loop().time() - RATE_WINDOW)
+        return self._rate()
+
+    def _rate(self) -> float:
         return sum(n for _, n in self._recent) / RATE_WINDOW
 
     def host_arrival_rate(self) -> float:

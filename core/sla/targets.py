@@ -27,7 +27,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from core.clock import utcnow
 from core.db import process_cache
 from core.enums import AuthorType, TicketStatus, Visibility
-from core.models_base import active_rows_version
+from core.models_base import ByVersion, active_rows_version
 from core.sla.hours import BusinessHours, add_minutes, minutes_between
 from core.sla.models import SlaPolicy, TicketSlaTarget
 from core.sla.schemas import SlaFilter
@@ -80,15 +80,13 @@ async def policies_at(session: AsyncSession, version: str) -> list[Policy]:
     caller): read from the database only when this process has not seen that version. (Read
     after a newer edit committed, they are remembered under the older version: the edit raced
     the change, and the next batch reads the newer version.)"""
-    known = process_cache(session, "sla_policies", dict)
+    known: ByVersion[list[Policy]] = process_cache(session, "sla_policies", ByVersion)
     cached = known.get(version)
     if cached is None:
         cached = await _read_policies(session)
-        if len(known) >= 16:  # old versions are never asked for again
-            known.clear()
-        known[version] = cached
+        known.remember(version, cached)
     session.info[_CACHE] = cached
-    return cast(list[Policy], cached)
+    return cached
 
 
 async def _read_policies(session: AsyncSession) -> list[Policy]:

@@ -28,7 +28,7 @@ from core.db import process_cache
 from core.enums import AgentRole, AuthorType
 from core.errors import DomainError
 from core.groups.models import group_members
-from core.models_base import active_rows_version
+from core.models_base import ByVersion, active_rows_version
 from core.tickets.change import Change
 from core.tickets.schemas import TicketOut, TicketUpdate
 from core.triggers.conditions import Facts, matches, via_kind
@@ -96,15 +96,13 @@ class ParsedTriggers:
 
     def __init__(self) -> None:
         self._parsed: dict[tuple[str, str], LoadedTrigger | None] = {}
-        self._active: dict[str, list[LoadedTrigger]] = {}  # by ACTIVE_VERSION
+        self._active: ByVersion[list[LoadedTrigger]] = ByVersion()  # by ACTIVE_VERSION
 
     def active(self, version: str) -> list[LoadedTrigger] | None:
         return self._active.get(version)
 
     def remember(self, version: str, triggers: list[LoadedTrigger]) -> None:
-        if len(self._active) >= 16:  # old versions are never asked for again
-            self._active.clear()
-        self._active[version] = triggers
+        self._active.remember(version, triggers)
 
     def parse(self, rows: Sequence[Any]) -> list[LoadedTrigger]:
         """Rows of (id, title, conditions, actions[, updated_at]); one that cannot be read is skipped."""
